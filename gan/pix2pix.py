@@ -1,0 +1,156 @@
+"""The pix2pix model (Isola et al. 2017): G, D, their optimizers and one training step.
+
+One step on a pair (a, b), as the reference trainer does it:
+  1. one forward of G: fake = G(a);
+  2. D step: loss_D = ½·(GAN(D(a, fake.detach()), fake) + GAN(D(a, b), real));
+  3. G step with D frozen: loss_G = GAN(D(a, fake), real) + λ_L1·‖fake − b‖₁ (D re-run on the same fake).
+The optimizer of each network is chosen by name (adam, tradam, sgd, trsgd); TRAdam replaces Adam with
+the same lr and betas, which is the paper's only change.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan.losses import GANLoss
+from gan.networks import build_discriminator, build_generator
+from gan.optim import TRAdam, TRSGD
+
+OPTIMIZERS = ("adam", "tradam", "sgd", "trsgd")
+
+
+@dataclass
+class OptimConfig:
+    """Which optimizer and its settings (the paper: lr 2e-4, β (0.5, 0.999), λ = 0.1, S = 10)."""
+
+    name: str = "adam"
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    momentum: float = 0.9  # sgd / trsgd only
+    prox: float = 0.1  # λ
+    inner_steps: int = 10  # S
+    prox_mode: str = "paper"
+    inner_decay: bool = True
+    fused: bool | None = None  # None: torch's fused kernels where the parameters allow them
+
+
+def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer called ``config.name`` over ``params``."""
+    params = list(params)
+    betas = (config.beta1, config.beta2)
+    fused = config.fused
+    if fused is None:  # torch's fused kernels exist for float tensors on cpu and cuda
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    tr = dict(prox=config.prox, inner_steps=config.inner_steps, prox_mode=config.prox_mode,
+              inner_decay=config.inner_decay)
+    if config.name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=betas, fused=fused or None)
+    if config.name == "tradam":
+        return TRAdam(params, lr=config.lr, betas=betas, fused=fused, **tr)
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=fused or None)
+    if config.name == "trsgd":
+        return TRSGD(params, lr=config.lr, momentum=config.momentum, fused=fused, **tr)
+    raise ValueError(f"unknown optimizer {config.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+@dataclass
+class ModelConfig:
+    """The networks and the loss (the pix2pix defaults)."""
+
+    netG: str = "unet_256"
+    netD: str = "basic"
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_D: int = 3
+    norm: str = "batch"
+    use_dropout: bool = True
+    input_nc: int = 3
+    output_nc: int = 3
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+
+    def generator_config(self) -> dict:
+        """The keyword arguments of build_generator (stored in checkpoints as ``netG_config``)."""
+        return dict(name=self.netG, input_nc=self.input_nc, output_nc=self.output_nc, ngf=self.ngf,
+                    norm=self.norm, use_dropout=self.use_dropout)
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+class Pix2Pix:
+    """G, D, the GAN loss and both optimizers.
+
+    ``G`` and ``D`` may be replaced by wrapped versions (DistributedDataParallel, channels_last) after
+    construction through :meth:`wrap`; ``netG``/``netD`` always name the plain modules whose
+    state_dicts go into checkpoints.
+    """
+
+    def __init__(self, model: ModelConfig, optim_G: OptimConfig, optim_D: OptimConfig,
+                 device: torch.device | str = "cpu"):
+        self.config = model
+        self.netG = build_generator(**model.generator_config()).to(device)
+        self.netD = build_discriminator(model.netD, input_nc=model.input_nc + model.output_nc, ndf=model.ndf,
+                                        n_layers=model.n_layers_D, norm=model.norm).to(device)
+        self.G, self.D = self.netG, self.netD
+        self.criterion_gan = GANLoss(model.gan_mode)
+        self.optimizer_G = build_optimizer(self.netG.parameters(), optim_G)
+        self.optimizer_D = build_optimizer(self.netD.parameters(), optim_D)
+
+    def wrap(self, G: nn.Module, D: nn.Module) -> None:
+        """Use ``G``/``D`` (wrappers around netG/netD, e.g. DDP) for the forward passes of a step."""
+        self.G, self.D = G, D
+
+    def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor, autocast=None) -> dict[str, torch.Tensor]:
+        """One D update then one G update on the pair (a, b); returns the four losses (detached).
+
+        ``autocast`` is an optional context-manager factory (bf16 autocast on CUDA).
+        """
+        amp = autocast or nullcontext
+        with amp():
+            fake_b = self.G(real_a)
+
+        # D step: fake pairs labelled fake, real pairs real.
+        set_requires_grad(self.netD, True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        with amp():
+            pred_fake = self.D(torch.cat((real_a, fake_b.detach()), 1))
+            loss_D_fake = self.criterion_gan(pred_fake, False)
+            pred_real = self.D(torch.cat((real_a, real_b), 1))
+            loss_D_real = self.criterion_gan(pred_real, True)
+            loss_D = 0.5 * (loss_D_fake + loss_D_real)
+        loss_D.backward()
+        self.optimizer_D.step()
+
+        # G step with D frozen: the plain module, so no gradient synchronisation is set up for D.
+        set_requires_grad(self.netD, False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        with amp():
+            pred_fake = self.netD(torch.cat((real_a, fake_b), 1))
+            loss_G_GAN = self.criterion_gan(pred_fake, True, for_discriminator=False)
+            loss_G_L1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.lambda_l1
+            loss_G = loss_G_GAN + loss_G_L1
+        loss_G.backward()
+        self.optimizer_G.step()
+        return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
+                "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
+
+    def state(self) -> dict:
+        """Networks and optimizers as plain state_dicts (for a checkpoint)."""
+        return {"netG_config": self.config.generator_config(), "model_config": asdict(self.config),
+                "netG": self.netG.state_dict(), "netD": self.netD.state_dict(),
+                "optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        self.netG.load_state_dict(state["netG"])
+        self.netD.load_state_dict(state["netD"])
+        self.optimizer_G.load_state_dict(state["optimizer_G"])
+        self.optimizer_D.load_state_dict(state["optimizer_D"])

@@ -1,0 +1,177 @@
+"""train.py: options, run folders, exact resume after SIGKILL, NaN stop, logging, torchrun on the CPU."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from gan.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
+        "--n-epochs", "2", "--n-epochs-decay", "2", "--num-workers", "0", "--log-freq", "2", "--image-freq", "4",
+        "--num-image-frames", "2", "--optim", "tradam", "--inner-steps", "3"]
+
+
+def tiny_args(root, ckpt, *extra):
+    return ["--dataroot", str(root), "--checkpoints-dir", str(ckpt), *TINY, *extra]
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_same_state(a: dict, b: dict):
+    for key in ("netG", "netD"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    for key in ("optimizer_G", "optimizer_D"):
+        for index, state in a[key]["state"].items():
+            for name, value in state.items():
+                other = b[key]["state"][index][name]
+                assert torch.equal(value, other) if torch.is_tensor(value) else value == other, f"{key} {name}"
+
+
+def test_lr_factor_decays_linearly_to_a_small_nonzero_value():
+    assert train.lr_factor(0, 100, 100) == 1.0
+    assert train.lr_factor(99, 100, 100) == 1.0
+    assert train.lr_factor(100, 100, 100) == pytest.approx(1 - 1 / 101)
+    assert train.lr_factor(199, 100, 100) == pytest.approx(1 / 101)
+    assert train.lr_factor(199, 100, 100) > 0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--netG", "unet_999"], "unet_999"),
+    (["--crop-size", "64", "--load-size", "36"], "larger than --load-size"),
+    (["--netG", "unet_64"], "multiples of 64"),
+    (["--dataroot", "/nonexistent/cityscapes"], "/nonexistent/cityscapes"),
+    (["--inner-steps", "0"], "--inner-steps"),
+])
+def test_bad_options_give_one_line_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
+    code = train.main(tiny_args(synthetic_root, tmp_path, *extra))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_run_folder_is_never_overwritten_silently(synthetic_root, tmp_path, capsys):
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "2")) == 0
+    latest = tmp_path / "tradam_seed0" / "latest.pt"
+    before = latest.read_bytes()
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "2")) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert latest.read_bytes() == before
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "3", "--resume")) == 0
+    assert load_checkpoint(latest)["step"] == 3
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "1", "--overwrite")) == 0
+    assert load_checkpoint(latest)["step"] == 1
+
+
+def test_checkpoint_is_complete_and_logs_are_written(synthetic_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert train.main(tiny_args(synthetic_root, tmp_path)) == 0
+    run = tmp_path / "tradam_seed0"
+    state = load_checkpoint(run / "latest.pt", require_format=True)  # weights_only=True
+    assert state["finished"] and state["step"] == 16 and state["epoch"] == 4
+    for key in ("netG", "netD", "optimizer_G", "optimizer_D", "scheduler_G", "scheduler_D", "rng", "options",
+                "netG_config"):
+        assert key in state
+    anchors = [s for s in state["optimizer_G"]["state"].values() if "anchor" in s]
+    assert anchors, "TR anchors must be in the checkpoint"
+    assert (run / "epoch_004.pt").is_file() and (run / "options.json").is_file()
+    assert list((run / "samples").glob("*.png"))
+    events = EventAccumulator(str(run / "events"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"G_GAN", "G_L1", "D_real", "D_fake", "lr", "anchor_distance_G", "anchor_distance_D", "grad_norm_G",
+            "grad_norm_D", "step_time"} <= scalars
+    assert events.Tags()["images"]
+    lrs = [e.value for e in events.Scalars("lr")]
+    assert lrs[0] == pytest.approx(2e-4) and lrs[-1] < lrs[0]
+
+
+def test_sigkill_and_resume_is_bit_identical(synthetic_root, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert train.main(tiny_args(synthetic_root, whole, "--save-latest-freq", "1")) == 0
+
+    args = tiny_args(synthetic_root, killed, "--save-latest-freq", "1")
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = killed / "tradam_seed0" / "latest.pt"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)  # somewhere in the middle of training (and perhaps of a checkpoint write)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step = load_checkpoint(latest)["step"]
+    assert 0 < step < 16, "the kill should land in the middle of the run"
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_state(load_checkpoint(whole / "tradam_seed0" / "latest.pt"), load_checkpoint(latest))
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(synthetic_root, tmp_path, capsys, monkeypatch):
+    original = train.Pix2Pix.training_step
+    calls = {"n": 0}
+
+    def failing_step(self, *args, **kwargs):
+        calls["n"] += 1
+        losses = original(self, *args, **kwargs)
+        if calls["n"] >= 5:
+            losses["G_L1"] = torch.tensor(float("nan"))
+        return losses
+
+    monkeypatch.setattr(train.Pix2Pix, "training_step", failing_step)
+    code = train.main(tiny_args(synthetic_root, tmp_path, "--save-latest-freq", "2"))
+    err = capsys.readouterr().err
+    assert code == 1 and "non-finite loss G_L1" in err
+    state = load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["netG"].values())
+
+
+def test_cpu_switches_still_run(synthetic_root, tmp_path, capsys):
+    code = train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "3", "--amp", "--channels-last",
+                                "--device", "auto", "--norm", "syncbatch", "--num-workers", "1"))
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "--amp" in out and "syncbatch" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_hold_identical_weights(synthetic_root, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import train\n"
+        "args = train.parse_args(sys.argv[1:])\n"
+        "model = train.train(args)\n"
+        "rank = int(os.environ['RANK'])\n"
+        f"torch.save({{'G': model.netG.state_dict(), 'D': model.netD.state_dict()}}, {str(tmp_path)!r} + f'/rank{{rank}}.pt')\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), str(script), *tiny_args(synthetic_root, tmp_path / "runs", "--max-steps", "4")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for net in ("G", "D"):
+        for name in rank0[net]:
+            assert torch.equal(rank0[net][name], rank1[net][name]), f"{net}.{name} differs between ranks"
+    start = load_checkpoint(tmp_path / "runs" / "tradam_seed0" / "latest.pt")
+    assert start["step"] == 4 and start["world_size"] == 2

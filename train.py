@@ -1,0 +1,472 @@
+"""Train pix2pix (labels -> photo) at batch size 1 with Adam, TRAdam, SGD or TRSGD.
+
+    python train.py --optim tradam                       # the paper's run on the built-in data
+    python train.py --optim adam --dataroot datasets/cityscapes
+    python train.py --preset demo --optim tradam         # a few minutes on a laptop CPU
+    torchrun --nproc_per_node 4 train.py --optim tradam  # one process per GPU (gloo on CPU)
+
+A run lives in <checkpoints-dir>/<name>/: options.json, latest.pt (complete state, every
+--save-latest-freq steps and each epoch), epoch_<NNN>.pt, events/ (TensorBoard) and samples/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from data import DataError
+from data.aligned import AlignedDataset
+from data.sampling import EpochSampler, SeededSamples
+from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from gan.networks import DISCRIMINATORS, NORMS, check_image_size
+from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
+from gan.progress import progress
+
+PRESETS = {
+    # The paper's configuration (pix2pix's Cityscapes defaults).
+    "paper": {},
+    # Trains one optimizer in a few minutes on 2 CPU cores, still producing recognisable images.
+    "demo": dict(netG="unet_64", ngf=32, ndf=32, load_size=72, crop_size=64, n_epochs=6, n_epochs_decay=4,
+                 log_freq=20, image_freq=200, save_latest_freq=500, save_epoch_freq=5),
+}
+# Options that may change when a run is resumed (they do not change its trajectory).
+RUNTIME_OPTIONS = {"resume", "overwrite", "device", "num_workers", "log_freq", "image_freq", "save_latest_freq",
+                   "save_epoch_freq", "max_steps", "checkpoints_dir", "compile"}
+
+
+class UsageError(ValueError):
+    """A bad option or run folder (one line)."""
+
+
+def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Multiplier of the initial lr in (0-based) ``epoch``: 1 for the first n_epochs, then linear decay.
+
+    factor = 1 − max(0, epoch + 1 − n_epochs) / (n_epochs_decay + 1), so the last epoch trains at
+    lr0/(n_epochs_decay + 1) rather than at 0 (the reference trainer spends its last epoch at lr 0).
+    """
+    return 1.0 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="configuration to start from; explicit options override it (demo: unet_64, ngf 32, 64 px, "
+                        "10 epochs)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataroot", default=None,
+                   help="pix2pix-layout folder (<root>/train/*.jpg, <root>/val/*.jpg); none: the built-in "
+                        "synthetic city, generated once into ./datasets")
+    g.add_argument("--direction", choices=["AtoB", "BtoA"], default="BtoA",
+                   help="BtoA: colour labels (right half) -> photo (left half), i.e. labels->photo on Cityscapes")
+    g.add_argument("--load-size", type=int, default=286, help="resize both halves to this size (bicubic)")
+    g.add_argument("--crop-size", type=int, default=256, help="then take the same random crop of this size")
+    g.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
+    g.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
+    g = p.add_argument_group("model")
+    g.add_argument("--netG", default="unet_256", help="unet_<2^k> (unet_128, unet_256, ...), resnet_6blocks, "
+                                                      "resnet_9blocks")
+    g.add_argument("--netD", choices=DISCRIMINATORS, default="basic", help="basic = 70x70 PatchGAN")
+    g.add_argument("--n-layers-D", type=int, default=3, help="layers of the n_layers discriminator")
+    g.add_argument("--ngf", type=int, default=64, help="generator filters in the first layer")
+    g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first layer")
+    g.add_argument("--norm", choices=NORMS, default="batch",
+                   help="syncbatch: batch statistics over all processes under torchrun (CUDA)")
+    g.add_argument("--no-dropout", action="store_true", help="no dropout in the generator")
+    g.add_argument("--gan-mode", choices=["vanilla", "lsgan", "hinge"], default="vanilla", help="GAN loss")
+    g.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optim", choices=OPTIMIZERS, default="adam", help="optimizer of G (and of D unless --optim-d)")
+    g.add_argument("--optim-d", choices=OPTIMIZERS, default=None, help="optimizer of D (default: --optim)")
+    g.add_argument("--lr", type=float, default=2e-4, help="initial learning rate")
+    g.add_argument("--beta1", type=float, default=0.5, help="Adam/TRAdam beta1")
+    g.add_argument("--beta2", type=float, default=0.999, help="Adam/TRAdam beta2")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD/TRSGD momentum")
+    g.add_argument("--prox", type=float, default=0.1, help="TR proximal coefficient lambda")
+    g.add_argument("--inner-steps", type=int, default=10, help="TR inner steps S between anchor updates")
+    g.add_argument("--prox-mode", choices=["paper", "reference"], default="paper",
+                   help="paper: c = lambda; reference: c = 2*lambda*lr0/lr as the official TRAlgorithm code")
+    g.add_argument("--no-inner-decay", action="store_true", help="inner step size lr instead of lr/(k+1)")
+    g.add_argument("--batch-size", type=int, default=1, help="images per step and process")
+    g.add_argument("--n-epochs", type=int, default=100, help="epochs at the initial lr")
+    g.add_argument("--n-epochs-decay", type=int, default=100,
+                   help="epochs of linear decay after them: lr = lr0 * (1 - max(0, e + 1 - n_epochs) / "
+                        "(n_epochs_decay + 1)) in 0-based epoch e, so the last epoch uses lr0/(n_epochs_decay + 1)")
+    g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0: no limit)")
+    g.add_argument("--seed", type=int, default=0, help="seed of all randomness (init, data order, jitter, dropout)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; ignored on the CPU)")
+    g.add_argument("--channels-last", action="store_true", help="channels_last memory format for G, D and images")
+    g.add_argument("--compile", action="store_true", help="torch.compile G and D (first steps are slow)")
+    g = p.add_argument_group("run folder and logging")
+    g.add_argument("--name", default=None, help="run name (default: [demo_]<optim>_seed<seed>)")
+    g.add_argument("--checkpoints-dir", default="checkpoints", help="folder holding the runs")
+    g.add_argument("--resume", action="store_true", help="continue the run from its latest.pt")
+    g.add_argument("--overwrite", action="store_true", help="delete an existing run of the same name first")
+    g.add_argument("--log-freq", type=int, default=100, help="steps between TensorBoard scalars")
+    g.add_argument("--image-freq", type=int, default=1000, help="steps between TensorBoard image grids")
+    g.add_argument("--num-image-frames", type=int, default=4, help="validation frames in the image grid")
+    g.add_argument("--save-latest-freq", type=int, default=5000, help="steps between latest.pt writes")
+    g.add_argument("--save-epoch-freq", type=int, default=5, help="epochs between epoch_<NNN>.pt files")
+
+    args = p.parse_args(argv)
+    p.set_defaults(**PRESETS[args.preset])
+    args = p.parse_args(argv)
+    args.optim_d = args.optim_d or args.optim
+    if args.name is None:
+        args.name = f"{'demo_' if args.preset == 'demo' else ''}{args.optim}_seed{args.seed}"
+    return args
+
+
+def validate(args: argparse.Namespace) -> None:
+    """One-line errors for bad options, before any work starts."""
+    if args.dataroot is not None and not Path(args.dataroot).is_dir():
+        raise UsageError(f"--dataroot {args.dataroot}: folder not found")
+    if args.crop_size > args.load_size:
+        raise UsageError(f"--crop-size {args.crop_size} is larger than --load-size {args.load_size}")
+    try:
+        check_image_size(args.netG, args.crop_size)
+    except ValueError as error:
+        raise UsageError(f"--netG/--crop-size: {error}") from None
+    for name in ("lr", "prox"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("inner_steps", "batch_size", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.n_epochs + args.n_epochs_decay < 1:
+        raise UsageError("--n-epochs + --n-epochs-decay must be at least 1")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+
+
+# ----------------------------------------------------------------------------------------- setup
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available")
+        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    return torch.device(name)
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initializes the process group under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), world_size, local_rank
+
+
+def prepare_run_folder(args: argparse.Namespace, rank: int) -> tuple[Path, dict | None]:
+    """The run folder and, with --resume, its latest checkpoint; refuses to overwrite silently."""
+    run_dir = Path(args.checkpoints_dir) / args.name
+    latest = run_dir / "latest.pt"
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if args.resume:
+        if not latest.is_file():
+            raise UsageError(f"{run_dir}: nothing to resume (no latest.pt)")
+        return run_dir, load_checkpoint(latest, require_format=True)
+    if exists and not args.overwrite:
+        raise UsageError(f"{run_dir}: run exists; pass --resume to continue it or --overwrite to start over")
+    if rank == 0:
+        if exists:
+            shutil.rmtree(run_dir)
+            print(f"--overwrite: deleted the previous run at {run_dir}", flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, None
+
+
+def restore_options(args: argparse.Namespace, saved: dict) -> argparse.Namespace:
+    """The saved run's options, except those that do not change its trajectory (RUNTIME_OPTIONS)."""
+    merged = dict(saved)
+    merged.update({k: v for k, v in vars(args).items() if k in RUNTIME_OPTIONS or k not in saved})
+    return argparse.Namespace(**merged)
+
+
+def build_configs(args) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
+    model = ModelConfig(netG=args.netG, netD=args.netD, ngf=args.ngf, ndf=args.ndf, n_layers_D=args.n_layers_D,
+                        norm=args.norm, use_dropout=not args.no_dropout, gan_mode=args.gan_mode,
+                        lambda_l1=args.lambda_l1)
+    common = dict(lr=args.lr, beta1=args.beta1, beta2=args.beta2, momentum=args.momentum, prox=args.prox,
+                  inner_steps=args.inner_steps, prox_mode=args.prox_mode, inner_decay=not args.no_inner_decay)
+    return model, OptimConfig(name=args.optim, **common), OptimConfig(name=args.optim_d, **common)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# ----------------------------------------------------------------------------------------- logging
+def grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+
+
+def distance_to_anchor(optimizer) -> float | None:
+    return optimizer.distance_to_anchor() if hasattr(optimizer, "distance_to_anchor") else None
+
+
+@torch.no_grad()
+def sample_grid(netG: torch.nn.Module, frames: dict, seed: int) -> torch.Tensor:
+    """label | generated | real rows for the fixed frames, generated with the pix2pix test protocol
+    (dropout on, the image's own batch statistics) on a copy of G, so training state is untouched."""
+    import copy
+
+    import torchvision
+
+    generator = copy.deepcopy(netG).train()
+    rows = []
+    with torch.random.fork_rng(devices=[frames["input"].device] if frames["input"].is_cuda else []):
+        torch.manual_seed(seed)
+        for a, b in zip(frames["input"], frames["target"]):
+            fake = generator(a[None])[0]
+            rows += [a, fake, b]
+    grid = torchvision.utils.make_grid(torch.stack(rows).float().cpu(), nrow=3, padding=2, normalize=True,
+                                       value_range=(-1, 1))
+    return grid
+
+
+def options_markdown(options: dict) -> str:
+    return "| option | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(options.items()))
+
+
+# ----------------------------------------------------------------------------------------- main
+def train(args: argparse.Namespace) -> Pix2Pix:
+    """Run (or resume) the training described by ``args``; returns the trained model."""
+    rank, world_size, local_rank = setup_distributed(args.device)
+    device = pick_device(args.device, local_rank)
+    run_dir, checkpoint = prepare_run_folder(args, rank)
+    if checkpoint is not None:
+        args = restore_options(args, checkpoint["options"])
+        if checkpoint.get("world_size", 1) != world_size:
+            raise UsageError(f"{run_dir / 'latest.pt'}: saved with {checkpoint.get('world_size', 1)} processes, "
+                             f"resumed with {world_size}; the data order would change")
+    if args.dataroot is None:
+        from data.synthetic import default_dataset
+        args.dataroot = str(default_dataset(verbose=rank == 0))
+    args.dataroot = str(Path(args.dataroot).resolve())
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.amp and device.type != "cuda" and rank == 0:
+        print("--amp: bf16 autocast is used on CUDA only; training in fp32 on the CPU", flush=True)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if args.amp and device.type == "cuda" else None
+    if args.norm == "syncbatch" and (world_size == 1 or device.type != "cuda"):
+        if rank == 0:
+            print("--norm syncbatch: needs torchrun on CUDA; using batch norm (same weights layout)", flush=True)
+        args.norm = "batch"
+
+    dataset = AlignedDataset(args.dataroot, "train", direction=args.direction, load_size=args.load_size,
+                             crop_size=args.crop_size, flip=not args.no_flip, train=True)
+    val_dataset = AlignedDataset(args.dataroot, "val", direction=args.direction, crop_size=args.crop_size,
+                                 train=False)
+    sampler = EpochSampler(len(dataset), seed=args.seed, rank=rank, world_size=world_size)
+    loader = torch.utils.data.DataLoader(
+        SeededSamples(dataset), batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=False, drop_last=False,
+        generator=torch.Generator())  # its own generator: creating an iterator must not consume global RNG
+    steps_per_epoch = math.ceil(sampler.per_rank() / args.batch_size)
+    total_epochs = args.n_epochs + args.n_epochs_decay
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    model_config, optim_G, optim_D = build_configs(args)
+    model = Pix2Pix(model_config, optim_G, optim_D, device=device)
+    schedule = lambda epoch: lr_factor(epoch, args.n_epochs, args.n_epochs_decay)  # noqa: E731
+    scheduler_G = torch.optim.lr_scheduler.LambdaLR(model.optimizer_G, schedule)
+    scheduler_D = torch.optim.lr_scheduler.LambdaLR(model.optimizer_D, schedule)
+
+    epoch, epoch_step, step = 0, 0, 0
+    if checkpoint is not None:
+        model.load_state(checkpoint)
+        scheduler_G.load_state_dict(checkpoint["scheduler_G"])
+        scheduler_D.load_state_dict(checkpoint["scheduler_D"])
+        epoch, epoch_step, step = checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"]
+        if checkpoint.get("finished"):
+            if rank == 0:
+                print(f"{run_dir}: training already finished ({step} steps); nothing to do", flush=True)
+            return model
+    else:
+        torch.manual_seed(args.seed + 1000 * rank)  # different dropout masks per process
+
+    G, D = model.netG, model.netD
+    if args.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    if world_size > 1:
+        if args.norm == "syncbatch":
+            G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
+            D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
+        ids = [device.index] if device.type == "cuda" else None
+        G = torch.nn.parallel.DistributedDataParallel(G, device_ids=ids)
+        D = torch.nn.parallel.DistributedDataParallel(D, device_ids=ids)
+    if args.compile:
+        G, D = torch.compile(G), torch.compile(D)
+    model.wrap(G, D)
+
+    options = {k: v for k, v in vars(args).items()}
+    writer = None
+    if rank == 0:
+        (run_dir / "samples").mkdir(exist_ok=True)
+        tmp = run_dir / "options.json.tmp"
+        tmp.write_text(json.dumps(options, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, run_dir / "options.json")
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "events"), purge_step=step if step else None)
+        if step == 0:
+            writer.add_text("options", options_markdown(options), 0)
+        n_frames = min(args.num_image_frames, len(val_dataset))
+        items = [val_dataset[i] for i in range(n_frames)]
+        frames = {key: torch.stack([it[key] for it in items]).to(device) for key in ("input", "target")}
+    if checkpoint is not None:
+        set_rng_state(checkpoint["rng"])
+        del checkpoint
+
+    def save(path: Path, finished: bool = False) -> None:
+        if rank != 0:
+            return
+        state = model.state()
+        state.update(format_version=FORMAT_VERSION, options=options, epoch=epoch, epoch_step=epoch_step, step=step,
+                     scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(), rng=rng_state(),
+                     world_size=world_size, finished=finished)
+        save_atomic(state, path)
+
+    def check_finite(losses: dict) -> None:
+        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}; the last good "
+                                     f"checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
+
+    total_steps = total_epochs * steps_per_epoch
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    bar = progress(total=total_steps, initial=step, desc=args.name, unit="step") if rank == 0 else None
+    last_losses = {}  # checked at log and save steps only (no device sync per step)
+    stop = step >= total_steps
+    while epoch < total_epochs and not stop:
+        sampler.set_epoch(epoch, start=epoch_step * args.batch_size)
+        tick = time.perf_counter()
+        for batch in loader:
+            real_a = batch["input"].to(device, non_blocking=True)
+            real_b = batch["target"].to(device, non_blocking=True)
+            if args.channels_last:
+                real_a = real_a.contiguous(memory_format=torch.channels_last)
+                real_b = real_b.contiguous(memory_format=torch.channels_last)
+            losses = model.training_step(real_a, real_b, autocast=autocast)
+            step += 1
+            epoch_step += 1
+            last_losses = losses
+            if rank == 0:
+                bar.update(1)
+            if step % args.log_freq == 0 or step % args.save_latest_freq == 0:
+                check_finite(last_losses)
+            if rank == 0 and step % args.log_freq == 0:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                now = time.perf_counter()
+                scalars = {k: float(v) for k, v in losses.items()}
+                scalars.update(lr=model.optimizer_G.param_groups[0]["lr"], grad_norm_G=grad_norm(model.netG),
+                               grad_norm_D=grad_norm(model.netD), step_time=(now - tick) / args.log_freq)
+                for name, opt in (("G", model.optimizer_G), ("D", model.optimizer_D)):
+                    distance = distance_to_anchor(opt)
+                    if distance is not None:
+                        scalars[f"anchor_distance_{name}"] = distance
+                for key, value in scalars.items():
+                    writer.add_scalar(key, value, step)
+                bar.set_postfix({k: scalars[k] for k in ("G_GAN", "G_L1", "D_real", "D_fake")})
+                tick = now
+            if rank == 0 and step % args.image_freq == 0:
+                grid = sample_grid(model.netG, frames, args.seed)
+                writer.add_image("label | generated | real", grid, step)
+                import torchvision
+                torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
+            if step % args.save_latest_freq == 0:
+                save(run_dir / "latest.pt")
+            if step >= total_steps:
+                stop = True
+                break
+        if not stop or epoch_step >= steps_per_epoch:  # the epoch is complete
+            epoch += 1
+            epoch_step = 0
+            scheduler_G.step()
+            scheduler_D.step()
+            check_finite(last_losses)
+            if epoch % args.save_epoch_freq == 0 or epoch == total_epochs:
+                save(run_dir / f"epoch_{epoch:03d}.pt")
+        check_finite(last_losses)
+        save(run_dir / "latest.pt", finished=epoch >= total_epochs)
+    if rank == 0:
+        bar.close()
+        grid = sample_grid(model.netG, frames, args.seed)
+        writer.add_image("label | generated | real", grid, step)
+        import torchvision
+        torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
+        writer.close()
+        print(f"trained {args.name} for {step} steps ({epoch} epochs); checkpoints, TensorBoard events and samples "
+              f"in {run_dir}", flush=True)
+    if world_size > 1:  # batch-norm statistics as on rank 0 (the saved ones) on every rank
+        for buffer in list(model.netG.buffers()) + list(model.netD.buffers()):
+            dist.broadcast(buffer, src=0)
+        dist.barrier()
+        dist.destroy_process_group()
+    return model
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        validate(args)
+        train(args)
+    except (UsageError, DataError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
