@@ -1,0 +1,57 @@
+"""gan/checkpoint.py: atomic writes survive SIGKILL; loads are weights_only and fail with one line."""
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gan.checkpoint import CheckpointError, load_checkpoint, save_atomic
+
+WRITER = """
+import sys, torch
+from gan.checkpoint import save_atomic
+n = 0
+while True:
+    n += 1
+    save_atomic({"format_version": 1, "n": n, "w": torch.full((4_000_000,), float(n))}, sys.argv[1])
+"""
+
+
+def test_kill_during_writes_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "latest.pt"
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=str(__import__("pathlib").Path(
+        __file__).resolve().parents[1]))
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = load_checkpoint(path, require_format=True)
+    assert torch.equal(state["w"], torch.full((4_000_000,), float(state["n"])))
+    save_atomic({"format_version": 1}, path)  # the next write clears temporary files of the killed writer
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    save_atomic({"format_version": 1, "w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated.pt: cannot be read"):
+        load_checkpoint(truncated)
+    code = tmp_path / "code.pt"
+    torch.save({"f": print}, code)  # a pickle that would run code: refused by weights_only
+    with pytest.raises(CheckpointError, match="code.pt"):
+        load_checkpoint(code)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(1)}, plain)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_checkpoint(plain, require_format=True)
+    newer = tmp_path / "newer.pt"
+    save_atomic({"format_version": 99}, newer)
+    with pytest.raises(CheckpointError, match="newer"):
+        load_checkpoint(newer, require_format=True)
