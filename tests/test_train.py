@@ -175,3 +175,10 @@ def test_torchrun_two_processes_hold_identical_weights(synthetic_root, tmp_path)
             assert torch.equal(rank0[net][name], rank1[net][name]), f"{net}.{name} differs between ranks"
     start = load_checkpoint(tmp_path / "runs" / "tradam_seed0" / "latest.pt")
     assert start["step"] == 4 and start["world_size"] == 2
+
+
+def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
+    result = run_cli(*tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--compile"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["netG"].values())
