@@ -1,4 +1,15 @@
-"""Datasets and file formats: Cityscapes labels, the pix2pix aligned layout, the built-in synthetic city."""
+"""Datasets and file formats: Cityscapes labels, the pix2pix aligned layout, the built-in synthetic city.
+
+Modules:
+  cityscapes  label tables (from cityscapesscripts), label id / trainId / colour conversions,
+              reader of the official leftImg8bit + gtFine layout
+  aligned     AlignedDataset: the pix2pix A|B dataset with the reference training jitter and labels
+  prepare     official Cityscapes -> pix2pix layout (``python -m data.prepare``)
+  synthetic   procedural Cityscapes-like scenes in both layouts (``python -m data.synthetic``) and
+              ``default_dataset()``, the data used when no dataset is given
+
+Bad input raises DataError with a one-line message naming the file.
+"""
 
 
 class DataError(ValueError):

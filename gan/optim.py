@@ -134,14 +134,14 @@ class TRAdam(_TrajectoryRegularized):
         inner_decay: inner step size lr/(k+1) (the paper's decreasing step size) instead of lr.
         prox_mode: "paper" (c = λ) or "reference" (c = 2·λ·lr0/lr, the official code).
         fused: None = fused kernel when every parameter allows it; True = require it; False = plain path.
-        chunk_size: elements per fused pass on the CPU; the direction of one chunk is formed in a
-            cache-sized scratch buffer right before the fused Adam kernel consumes it.
+        chunk_size: elements per fused kernel call on the CPU; the chunk's gradient term is formed
+            in a cache-sized scratch buffer right before the kernel consumes it.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, prox: float = 0.1, inner_steps: int = 10,
                  inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None,
-                 chunk_size: int = 1 << 16):
+                 chunk_size: int = 1 << 18):
         _check(0.0 <= betas[0] < 1.0, "beta1", betas[0], "must be in [0, 1)")
         _check(0.0 <= betas[1] < 1.0, "beta2", betas[1], "must be in [0, 1)")
         _check(eps >= 0.0, "eps", eps, "must be >= 0")
@@ -216,14 +216,19 @@ class TRAdam(_TrajectoryRegularized):
         p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
     def _fused_update(self, group, params, anchors, states, c, lr):
-        """torch's fused Adam kernel, fed chunk by chunk with d formed in a small scratch buffer.
+        """torch's fused Adam kernel, fed chunk by chunk of each tensor.
 
-        A tensor whose gradient or state is laid out differently from it (possible after a change of
-        memory format) takes the plain formula instead.
+        The kernel adds its weight-decay term to the gradient it is given, so for 32/64-bit floats the
+        chunk's gradient is g − c·w_t (one pass over the anchor, into a cache-sized scratch buffer)
+        and the kernel's L2 coefficient is weight_decay + c: the same d = g + wd·w + c·(w − w_t) up to
+        float rounding. For 16-bit floats, where that rounding would be coarse, d is formed exactly
+        and passed with weight_decay. A tensor whose gradient or state is laid out differently from
+        it (possible after a change of memory format) takes the plain formula.
         """
         beta1, beta2 = group["betas"]
-        kernel_args = dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                           amsgrad=group["amsgrad"], maximize=False)
+        kernel_args = dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"],
+                           maximize=False)
+        weight_decay = group["weight_decay"]
         state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
         torch._foreach_add_([state["step"] for state in states], 1)
         fusable = []
@@ -237,7 +242,8 @@ class TRAdam(_TrajectoryRegularized):
             return
         if c == 0.0:  # d = grad: the kernel reads the gradients directly (it does not write them)
             w, g, _, m, v, *v_max = (list(x) for x in zip(*(flat for flat, _ in fusable)))
-            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], [step for _, step in fusable], **kernel_args)
+            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], [step for _, step in fusable],
+                               weight_decay=weight_decay, **kernel_args)
             return
         device_is_cpu = fusable[0][0][0].device.type == "cpu"
         chunk = min(self.chunk_size if device_is_cpu else 1 << 24, max(flat[0].numel() for flat, _ in fusable))
@@ -246,10 +252,16 @@ class TRAdam(_TrajectoryRegularized):
             key = (flat[0].device, flat[0].dtype)
             if key not in scratch:
                 scratch[key] = torch.empty(chunk, dtype=flat[0].dtype, device=flat[0].device)
+            exact = flat[0].dtype in (torch.float16, torch.bfloat16)
             for start, end in _chunks(flat[0].numel(), chunk):
                 w, g, w_t, m, v, *v_max = (x[start:end] for x in flat)
-                d = _direction_into(scratch[key][: end - start], g, w, w_t, c)
-                torch._fused_adam_([w], [d], [m], [v], v_max, [step], **kernel_args)
+                d = scratch[key][: end - start]
+                if exact:
+                    _direction_into(d, g, w, w_t, c)
+                else:
+                    torch.add(g, w_t, alpha=-c, out=d)
+                torch._fused_adam_([w], [d], [m], [v], v_max, [step],
+                                   weight_decay=weight_decay if exact else weight_decay + c, **kernel_args)
 
 
 def _flat_views(tensors: list[Tensor]) -> list[Tensor] | None:

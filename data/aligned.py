@@ -1,0 +1,188 @@
+"""The pix2pix aligned dataset: ``<root>/<phase>/*.jpg`` files holding A|B side by side.
+
+Each file is split at the middle into A (left, the photo in the Cityscapes data) and B (right, the
+colour label). ``direction="BtoA"`` (labels -> photo) makes B the input and A the target.
+
+Training jitter, as in the reference trainer: both halves are resized to ``load_size`` (bicubic),
+the same random ``crop_size`` crop and the same random horizontal flip are applied to both, and
+values are scaled to [-1, 1]. Without training (``train=False``) both halves are only resized to
+``crop_size``. The trainId label map follows the same geometry with nearest-neighbour resizing; it
+comes from ``<root>/<phase>_trainids/<file stem>.png`` when the folder has it (written by
+``data.prepare`` and ``data.synthetic``), else from the colour half B by nearest label colour.
+
+Randomness: the crop position and the flip are drawn with ``torch.randint`` from torch's global
+generator inside ``__getitem__``. With ``num_workers=0`` they follow ``torch.manual_seed``; in
+DataLoader workers torch seeds each worker from the loader's base seed (itself drawn from the
+main process's generator or the loader's ``generator``), so a seeded run is reproducible for a
+fixed number of workers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from data import DataError
+from data.cityscapes import color_to_train_ids
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+class LoaderDataError(DataError):
+    """A DataError raised while reading an item, that stays one line when re-raised from a DataLoader worker.
+
+    The DataLoader re-raises a worker's exception as ``type(text)`` where ``text`` holds the worker's
+    whole traceback; this class keeps only the original message, the traceback's last line.
+    """
+
+    def __init__(self, message: str):
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            last_line = message.rstrip().splitlines()[-1]  # "data.aligned.LoaderDataError: <message>"
+            message = last_line.split(": ", 1)[1] if ": " in last_line else last_line
+        super().__init__(message)
+
+
+def read_image(path) -> Image.Image:
+    """Open and fully decode an image file; a missing, non-image or truncated file raises ``DataError``."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
+    except Exception as error:  # noqa: BLE001 - decoders raise OSError, SyntaxError, EOFError, zlib.error, ...
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: corrupt or truncated image ({detail})") from None
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> FloatTensor [3, H, W] in [-1, 1] (ToTensor then Normalize(0.5, 0.5)).
+
+    Computed in NumPy: torch's multi-threaded element-wise kernels are slower on such small
+    images, especially when other processes compete for the cores.
+    """
+    channels_first = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+    array = channels_first.astype(np.float32)
+    array /= 127.5
+    array -= 1.0
+    return torch.from_numpy(array)
+
+
+class AlignedDataset(torch.utils.data.Dataset):
+    """Pairs from ``<root>/<phase>/``, sorted by path as the reference trainer sorts them.
+
+    Items are dicts: ``input`` and ``target`` (FloatTensor [3, H, W] in [-1, 1]), ``label``
+    (LongTensor [H, W] of trainIds, 255 = ignore), ``name`` (the Cityscapes frame name from
+    ``index.json``, else the file stem) and ``index``. Phase ``"val"`` falls back to a ``test/``
+    folder (older copies of the data call it that).
+    """
+
+    def __init__(self, root, phase: str = "train", direction: str = "BtoA", load_size: int = 286,
+                 crop_size: int = 256, flip: bool = True, train: bool = True):
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        if train and load_size < crop_size:
+            raise ValueError(f"load_size ({load_size}) must be at least crop_size ({crop_size})")
+        self.root = Path(root)
+        self.direction, self.load_size, self.crop_size = direction, load_size, crop_size
+        self.flip, self.train = flip, train
+
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: dataset folder not found")
+        folder = self.root / phase
+        if phase == "val" and not folder.is_dir() and (self.root / "test").is_dir():
+            folder = self.root / "test"
+        if not folder.is_dir():
+            raise DataError(f"{folder}: folder not found (expected <root>/{phase}/ with A|B images)")
+        self.folder = folder
+        self.paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.paths:
+            raise DataError(f"{folder}: no image files")
+        for path in self.paths:  # header-only checks: cheap, and they catch the common mistakes early
+            self._check_header(path)
+
+        self.names = {}
+        index_path = self.root / "index.json"
+        if index_path.is_file():
+            try:
+                index = json.loads(index_path.read_text())
+            except (OSError, ValueError) as error:
+                raise DataError(f"{index_path}: unreadable index ({error})") from None
+            split_key = "val" if phase in ("val", "test") else phase
+            self.names = dict(index.get(split_key) or {})
+        label_dir = self.root / f"{folder.name}_trainids"
+        if not label_dir.is_dir() and folder.name == "test":
+            label_dir = self.root / "val_trainids"
+        self.label_dir = label_dir if label_dir.is_dir() else None
+
+    @staticmethod
+    def _check_header(path: Path) -> None:
+        try:
+            with Image.open(path) as image:
+                width, height, mode = image.width, image.height, image.mode
+        except UnidentifiedImageError:
+            raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
+        except OSError as error:
+            raise DataError(f"{path}: unreadable image ({error})") from None
+        _check_pair_shape(path, width, height, mode)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _label(self, path: Path, color_half: Image.Image) -> np.ndarray:
+        if self.label_dir is not None:
+            label_path = self.label_dir / f"{path.stem}.png"
+            if not label_path.is_file():
+                raise DataError(f"{label_path}: label file missing for {path}")
+            label = read_image(label_path)
+            if label.mode not in ("L", "P"):
+                raise DataError(f"{label_path}: expected a single-channel trainId PNG, got mode {label.mode}")
+            return np.asarray(label, dtype=np.uint8)
+        return color_to_train_ids(np.asarray(color_half), path=path)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        try:
+            pair = read_image(path)
+            _check_pair_shape(path, pair.width, pair.height, pair.mode)
+            pair = pair.convert("RGB")
+            half = pair.width // 2
+            a = pair.crop((0, 0, half, pair.height))
+            b = pair.crop((half, 0, pair.width, pair.height))
+            label = Image.fromarray(self._label(path, b))
+        except DataError as error:
+            raise LoaderDataError(str(error)) from None
+
+        if self.train:
+            size = self.load_size
+            x = int(torch.randint(0, size - self.crop_size + 1, ()).item())
+            y = int(torch.randint(0, size - self.crop_size + 1, ()).item())
+            flip = self.flip and bool(torch.rand(()) < 0.5)
+        else:
+            size, x, y, flip = self.crop_size, 0, 0, False
+        box = (x, y, x + self.crop_size, y + self.crop_size)
+
+        def geometry(image: Image.Image, resample) -> Image.Image:
+            image = image.resize((size, size), resample).crop(box)
+            return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else image
+
+        a = _to_tensor(geometry(a, Image.Resampling.BICUBIC))
+        b = _to_tensor(geometry(b, Image.Resampling.BICUBIC))
+        label = torch.from_numpy(np.asarray(geometry(label, Image.Resampling.NEAREST)).astype(np.int64))
+        source, target = (b, a) if self.direction == "BtoA" else (a, b)
+        return {"input": source, "target": target, "label": label,
+                "name": self.names.get(path.name, path.stem), "index": index}
+
+
+def _check_pair_shape(path: Path, width: int, height: int, mode: str) -> None:
+    if mode in _GRAYSCALE_MODES:
+        raise DataError(f"{path}: grayscale image (mode {mode}); expected an RGB photo|label pair")
+    if width != 2 * height:
+        raise DataError(f"{path}: size {width}x{height}, expected width = 2 x height (A|B side by side)")

@@ -1,0 +1,190 @@
+"""Official Cityscapes -> the pix2pix layout, as the reference preparation script makes it, plus exact labels.
+
+For each split (train, val) the frames are taken in sorted path order and frame ``i`` becomes:
+
+* ``<out>/<split>/<i>.jpg``: ``2S x S`` JPEG (quality 100, no chroma subsampling), the photo on the left
+  and the colour label on the right, each bicubic-resized to ``S x S`` (S = 256 by default);
+* ``<out>/<split>_trainids/<i>.png``: the exact trainId map (uint8, 255 = ignore), nearest-resized
+  from ``*_gtFine_labelIds.png``, for scoring without reading colours back;
+* ``<out>/index.json``: ``{"train": {"<i>.jpg": "<city>_<seq>_<frame>", ...}, "val": {...},
+  "cityscapes_root": <the official folder relative to out>, "size": S, "format_version": 1}``.
+
+Everything is written into a hidden temporary folder beside ``out`` (``index.json`` last) and renamed
+into place when complete, so an interrupted run leaves nothing that looks finished. Running again
+on the same frames with the same size does nothing; a different existing output is only replaced
+with ``--overwrite``.
+
+Command line: ``python -m data.prepare --cityscapes DIR --out DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from data import DataError
+from data.aligned import read_image
+from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val")
+_MAX_LABEL_ID = 33
+
+
+def _read_label_ids(path: Path) -> np.ndarray:
+    """A ``*_gtFine_labelIds.png`` as an array of official label ids."""
+    image = read_image(path)
+    if image.mode not in ("L", "P", "I", "I;16"):
+        raise DataError(f"{path}: expected a single-channel label id image, got mode {image.mode}")
+    ids = np.asarray(image)
+    if ids.size and int(ids.max()) > _MAX_LABEL_ID:
+        raise DataError(f"{path}: holds value {int(ids.max())}, not an official Cityscapes label id (0..{_MAX_LABEL_ID})")
+    return ids.astype(np.uint8)
+
+
+def convert_frame(frame: Frame, size: int = 256) -> tuple[Image.Image, np.ndarray]:
+    """One official frame -> (the ``2*size x size`` side-by-side RGB image, the ``size x size`` trainIds)."""
+    photo = read_image(frame.image)
+    if photo.mode not in ("RGB", "RGBA"):
+        raise DataError(f"{frame.image}: expected an RGB photo, got mode {photo.mode} (grayscale?)")
+    photo = photo.convert("RGB")
+    label_ids = _read_label_ids(frame.label_ids)
+    if label_ids.shape != (photo.height, photo.width):
+        raise DataError(f"{frame.label_ids}: size {label_ids.shape[1]}x{label_ids.shape[0]} differs from its "
+                        f"photo's {photo.width}x{photo.height}")
+    if frame.color is not None:
+        color = read_image(frame.color)
+        if color.mode == "L":
+            raise DataError(f"{frame.color}: expected an RGB colour label image, got grayscale")
+        color = color.convert("RGB")
+        if color.size != photo.size:
+            raise DataError(f"{frame.color}: size {color.width}x{color.height} differs from its photo's "
+                            f"{photo.width}x{photo.height}")
+    else:  # no colour file: draw it from the label ids, as the official scripts do
+        color = Image.fromarray(label_ids_to_color(label_ids))
+
+    photo_small = photo.resize((size, size), Image.Resampling.BICUBIC)
+    color_small = color.resize((size, size), Image.Resampling.BICUBIC)
+    color_to_train_ids(np.asarray(color_small), path=frame.color)  # rejects a file that is not a colour label
+    pair = Image.new("RGB", (2 * size, size))
+    pair.paste(photo_small, (0, 0))
+    pair.paste(color_small, (size, 0))
+    train_ids = Image.fromarray(label_ids_to_train_ids(label_ids)).resize((size, size), Image.Resampling.NEAREST)
+    return pair, np.asarray(train_ids)
+
+
+def make_work_dir(parent: Path, prefix: str) -> Path:
+    """A new hidden folder in ``parent`` (normal permissions) to build output in before renaming it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = parent / f".{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool:
+    """Whether ``out`` already holds a complete preparation of exactly these frames at this size."""
+    try:
+        index = json.loads((out / "index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if index.get("size") != size or index.get("format_version") != FORMAT_VERSION:
+        return False
+    for split in SPLITS:
+        written = index.get(split, {})
+        if [written.get(f"{i}.jpg") for i in range(len(written))] != names[split]:
+            return False
+        if not all((out / split / f"{i}.jpg").is_file() for i in range(len(written))):
+            return False
+    return True
+
+
+def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, show_progress: bool = True,
+            extra_index: dict | None = None) -> Path:
+    """Convert the official layout at ``cityscapes_root`` into the pix2pix layout at ``out_dir``; return it.
+
+    ``extra_index`` adds keys to index.json (the synthetic generator records its parameters there).
+    """
+    root = Path(cityscapes_root)
+    out = Path(out_dir)
+    frames = {split: find_frames(root, split) for split in SPLITS}
+    names = {split: [frame.name for frame in frames[split]] for split in SPLITS}
+
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder")
+        if _existing_matches(out, names, size) and not overwrite:
+            if show_progress:
+                print(f"{out}: already prepared from the same {len(names['train'])} train / "
+                      f"{len(names['val'])} val frames, nothing to do")
+            return out
+        if any(out.iterdir()) and not overwrite:
+            raise DataError(f"{out}: exists and holds different data; use --overwrite to replace it")
+
+    work = make_work_dir(out.parent, f"{out.name}.partial")
+    try:
+        try:
+            relative_root = os.path.relpath(root.resolve(), out.resolve())
+        except ValueError:  # different drives
+            relative_root = str(root.resolve())
+        index = {split: {} for split in SPLITS}
+        bar = tqdm(total=sum(len(f) for f in frames.values()), desc="prepare", unit="frame",
+                   disable=not show_progress)
+        for split in SPLITS:
+            (work / split).mkdir()
+            (work / f"{split}_trainids").mkdir()
+            for i, frame in enumerate(frames[split]):
+                pair, train_ids = convert_frame(frame, size)
+                pair.save(work / split / f"{i}.jpg", format="JPEG", quality=100, subsampling=0)
+                Image.fromarray(train_ids).save(work / f"{split}_trainids" / f"{i}.png")
+                index[split][f"{i}.jpg"] = frame.name
+                bar.update(1)
+        bar.close()
+        index.update(cityscapes_root=relative_root, size=size, format_version=FORMAT_VERSION, **(extra_index or {}))
+        (work / "index.json").write_text(json.dumps(index, indent=1))
+        if out.exists():
+            old = make_work_dir(out.parent, f"{out.name}.old")
+            os.replace(out, old / "data")
+            os.replace(work, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m data.prepare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Convert the official Cityscapes layout (leftImg8bit/ + gtFine/) into the pix2pix layout: "
+                    "side-by-side photo|colour-label JPEGs, exact trainId PNGs and an index of frame names.")
+    parser.add_argument("--cityscapes", required=True, help="folder holding leftImg8bit/ and gtFine/")
+    parser.add_argument("--out", required=True, help="output folder (pix2pix layout)")
+    parser.add_argument("--size", type=int, default=256, help="side of each square half")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different existing output")
+    args = parser.parse_args(argv)
+    try:
+        out = prepare(args.cityscapes, args.out, size=args.size, overwrite=args.overwrite)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    index = json.loads((out / "index.json").read_text())
+    print(f"wrote {len(index['train'])} train / {len(index['val'])} val frames (pix2pix layout) to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
