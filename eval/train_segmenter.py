@@ -1,0 +1,295 @@
+"""Train a segmenter on the real training photos: ``python -m eval.train_segmenter --arch fcn8s``.
+
+The segmenter learns trainIds (19 classes, 255 ignored) from the photos of a prepared pix2pix-layout
+dataset (the ``A`` halves; labels from the exact trainId maps, or from the colour halves), with the
+pix2pix jitter (resize to ``--load-size``, random ``--crop-size`` crop, flip) plus a small brightness /
+contrast jitter. Loss: cross-entropy. Optimiser: AdamW with a polynomial learning-rate decay.
+
+Afterwards it scores the real validation photos resized to ``--crop-size`` (the ground-truth row of
+the FCN-score tables) and saves weights and metadata to ``checkpoints/segmenters/<arch>.pt``. While
+training, a resume file ``<arch>.resume.pt`` next to it is rewritten after every epoch; ``--resume``
+continues from it, and it is deleted once the segmenter is saved.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data import DataError
+from eval import EvalError
+from eval.fcn_score import resolve_device, score_batches
+from eval.metrics import fcn_scores, per_class_table
+from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
+                             read_segmenter_file, save_segmenter, segmenter_metadata)
+from gan.checkpoint import CheckpointError
+from gan.progress import progress
+
+# Presets: option values that replace the parser defaults (explicit options still win).
+PRESETS = {
+    # Trains in a few minutes on 2 CPU cores on the built-in synthetic city.
+    "demo": {
+        "fcn8s": {"config": ["width_mult=0.25", "batch_norm=true"], "epochs": 30, "batch_size": 8,
+                  "crop_size": 64, "load_size": 72, "lr": 2e-3, "workers": 0},
+        "deeplabv3plus_xception71": {"epochs": 8, "batch_size": 8, "crop_size": 64, "load_size": 72,
+                                     "lr": 2e-3, "workers": 0},
+    },
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.train_segmenter", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--arch", required=True, choices=list(REGISTRY), help="segmenter architecture")
+    parser.add_argument("--dataroot", default=None,
+                        help="prepared pix2pix-layout dataset; None: the built-in synthetic city")
+    parser.add_argument("--out", default=None, help="output file; None: checkpoints/segmenters/<arch>.pt")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="a set of defaults: 'demo' trains a small model in minutes on a CPU")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture config field (repeatable), e.g. width_mult=0.25 or "
+                             "encoder=xception71; see eval/segmenters.py")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per step")
+    parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (polynomial decay to 0)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    parser.add_argument("--crop-size", type=int, default=256, help="training crop = training resolution")
+    parser.add_argument("--load-size", type=int, default=286, help="images are resized to this before cropping")
+    parser.add_argument("--pretrained-backbone", action="store_true",
+                        help="initialise the backbone with ImageNet weights (local cache, else download; "
+                             "trains from scratch when neither works)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out stem>.resume.pt; a finished <out> is kept as is")
+    parser.add_argument("--val-every", type=int, default=0,
+                        help="also score the val photos every N epochs (0: only at the end)")
+    parser.add_argument("--max-val-frames", type=int, default=None, help="score only the first N val frames")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
+    args = parser.parse_args(argv)
+    if args.preset:  # preset values replace defaults, not options given on the command line
+        preset = PRESETS[args.preset][args.arch]
+        parser.set_defaults(**preset)
+        args = parser.parse_args(argv)  # --config items come after the preset's: they win
+    return args
+
+
+def parse_config(arch: str, items: list[str]):
+    """``KEY=VALUE`` strings -> the architecture's config dataclass (values typed by its fields)."""
+    types = {f.name: f.type for f in fields(get_spec(arch).config_type)}
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in types:
+            raise EvalError(f"--config {item}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise EvalError(f"--config {item}: expected true or false")
+            values[key] = text.lower() in ("true", "1", "yes")
+        else:
+            try:
+                values[key] = {"int": int, "float": float}.get(kind, str)(text)
+            except ValueError:
+                raise EvalError(f"--config {item}: {text!r} is not a {kind}") from None
+    return make_config(arch, values)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".resume.pt")
+
+
+def jitter_colors(photos: torch.Tensor, generator: torch.Generator, strength: float = 0.2) -> torch.Tensor:
+    """Random brightness and contrast per image (photos in [-1, 1])."""
+    n = photos.shape[0]
+    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
+    brightness = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
+    mean = photos.mean(dim=(1, 2, 3), keepdim=True)
+    return ((photos - mean) * contrast.to(photos) + mean + brightness.to(photos)).clamp(-1, 1)
+
+
+def real_photo_batches(dataset, batch_size: int, max_frames: int | None = None):
+    """(photos in [-1, 1] quantised to 8 bits, labels) batches of a val dataset, in order."""
+    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
+    for start in range(0, count, batch_size):
+        items = [dataset[i] for i in range(start, min(count, start + batch_size))]
+        photos = torch.stack([item["target"] for item in items])
+        photos = ((photos + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1  # as a saved 8-bit image
+        yield photos, torch.stack([item["label"] for item in items])
+
+
+def score_real_photos(model: Segmenter, dataset, device, batch_size: int, amp: bool,
+                      max_frames: int | None = None) -> dict:
+    """FCN-scores of the segmenter on the real photos of ``dataset`` (the ground-truth row)."""
+    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
+    bar = progress(total=count, desc="val (real photos)", unit="img")
+    conf = score_batches(model, real_photo_batches(dataset, batch_size, max_frames), device, amp, bar)
+    bar.close()
+    return fcn_scores(conf)
+
+
+def format_scores(scores: dict) -> str:
+    return (f"per-pixel acc {scores['pixel_acc']:.3f}, per-class acc {scores['class_acc']:.3f}, "
+            f"class IoU {scores['class_iou']:.3f}")
+
+
+def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step) -> int:
+    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step."""
+    order = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+    color_rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch + 1)
+    batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=args.workers, generator=order,
+                                         pin_memory=device.type == "cuda")
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
+    model.train()
+    for batch in loader:
+        photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            loss = criterion(model(photos).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix({"epoch": epoch + 1, "loss": loss.item()})
+    return step
+
+
+def train(args: argparse.Namespace) -> Path:
+    from data.aligned import AlignedDataset
+    from data.cityscapes import CLASS_NAMES
+
+    if args.load_size < args.crop_size:
+        raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
+    device = resolve_device(args.device)
+    amp = args.amp and device.type == "cuda"
+    if args.amp and not amp:
+        print("--amp ignored: mixed precision is used on CUDA only")
+    if args.dataroot is None:
+        from data.synthetic import default_dataset
+        dataroot = Path(default_dataset())
+    else:
+        dataroot = Path(args.dataroot)
+    out = Path(args.out) if args.out else default_path(args.arch)
+    partial = resume_path(out)
+    if args.resume and not partial.is_file() and out.is_file():
+        read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
+        print(f"{out}: already trained (no resume file {partial.name}); nothing to do")
+        return out
+    config = parse_config(args.arch, args.config)
+
+    train_set = AlignedDataset(dataroot, "train", direction="BtoA", load_size=args.load_size,
+                               crop_size=args.crop_size, flip=True, train=True)
+    val_set = AlignedDataset(dataroot, "val", direction="BtoA", load_size=args.crop_size,
+                             crop_size=args.crop_size, flip=False, train=False)
+    if len(train_set) == 0:
+        raise EvalError(f"{dataroot}: no training images")
+
+    seed_everything(args.seed)
+    model = build_segmenter(args.arch, config, input_size=(args.crop_size, args.crop_size))
+    steps_per_epoch = max(1, len(train_set) // min(args.batch_size, len(train_set)))
+    total_steps = steps_per_epoch * args.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps) ** 0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    settings = {"arch": args.arch, "config": asdict(config), "dataroot": str(dataroot.resolve()),
+                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
+                "seed": args.seed, "pretrained_backbone": args.pretrained_backbone}
+    start_epoch, step, backbone_note = 0, 0, None
+
+    if args.resume and partial.is_file():
+        state = read_segmenter_file(partial, args.arch)
+        saved = state["train_state"]["settings"]
+        changed = [k for k in settings if saved.get(k) != settings[k]]
+        if changed:
+            raise EvalError(f"{partial}: was trained with different settings ({', '.join(changed)}); "
+                            f"remove it or drop --resume to start over")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["train_state"]["optimizer"])
+        schedule.load_state_dict(state["train_state"]["schedule"])
+        scaler.load_state_dict(state["train_state"]["scaler"])
+        start_epoch, step = state["train_state"]["epoch"], state["train_state"]["step"]
+        backbone_note = state["metadata"]["training"].get("backbone")
+        print(f"resuming {partial} at epoch {start_epoch}/{args.epochs}")
+    else:
+        if args.resume:
+            print(f"no resume file {partial}; training from the start")
+        elif partial.is_file():
+            print(f"starting over ({partial} holds an unfinished run; --resume continues it)")
+        if args.pretrained_backbone:
+            backbone_note = model.load_imagenet(allow_download=True)
+            if backbone_note is None:
+                print(f"no ImageNet weights for the {model.display_name} backbone here or online; "
+                      f"training from scratch")
+            else:
+                print(f"backbone initialised from {backbone_note}")
+    backbone_note = backbone_note or "random initialisation"
+
+    model.to(device)
+    dataset_name = dataroot.resolve().parent.name if dataroot.name == "pix2pix" else dataroot.resolve().name
+    trained_on = {"dataroot": str(dataroot.resolve()), "name": dataset_name,
+                  "train_frames": len(train_set), "val_frames": len(val_set)}
+    training = dict(settings, backbone=backbone_note)
+    resolution = (args.crop_size, args.crop_size)
+    print(f"training {model.display_name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
+          f"on {len(train_set)} photos of {dataroot} at {args.crop_size}x{args.crop_size}, {device}")
+
+    started = time.monotonic()
+    bar = progress(total=total_steps, initial=step, desc=f"train {args.arch}", unit="step")
+    for epoch in range(start_epoch, args.epochs):
+        seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
+        step = train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step)
+        if args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
+            model.eval()
+            scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+            print(f"epoch {epoch + 1}: val {format_scores(scores)}")
+        train_state = {"settings": settings, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                       "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step}
+        meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, None, training)
+        save_segmenter(partial, model, meta, {"train_state": train_state})
+    bar.close()
+
+    model.eval()
+    scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+    print(f"val FCN-scores of the real photos (GT row), {model.display_name}: {format_scores(scores)}")
+    print(per_class_table(scores, CLASS_NAMES))
+    training["wall_seconds_this_session"] = round(time.monotonic() - started, 1)
+    meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, scores, training)
+    save_segmenter(out, model, meta)
+    if partial.is_file():
+        partial.unlink()
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        out = train(args)
+    except (EvalError, CheckpointError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote segmenter {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""``python evaluate.py`` end to end on tiny fake runs and tiny segmenters, plus its one-line errors."""
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import evaluate
+from eval.segmenters import build_segmenter, load_segmenter, save_segmenter, segmenter_metadata
+from gan.checkpoint import save_atomic
+from gan.networks import build_generator
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATOR_CONFIG = {"name": "unet_64", "input_nc": 3, "output_nc": 3, "ngf": 8, "norm": "batch", "use_dropout": True}
+RUNS = {"adam_seed0": ("adam", 0, True), "adam_seed1": ("adam", 1, True), "tradam_seed0": ("tradam", 0, False)}
+SEGMENTERS = {"fcn8s": {"width_mult": 1 / 16}, "deeplabv3plus_xception71": {"encoder": "mobilenetv3_small_050",
+                                                                          "decoder_channels": 16}}
+
+
+def make_run(checkpoints: Path, name: str, optim: str, seed: int, finished: bool, dataroot: Path) -> Path:
+    """A run folder as train.py writes it: options.json and latest.pt holding a tiny generator."""
+    folder = checkpoints / name
+    folder.mkdir(parents=True)
+    torch.manual_seed(100 + seed + (10 if optim == "tradam" else 0))
+    generator = build_generator("unet_64", ngf=8)
+    save_atomic({"format_version": 1, "netG_config": GENERATOR_CONFIG, "netG": generator.state_dict(),
+                 "epoch": 2 if finished else 1, "step": 8, "finished": finished}, folder / "latest.pt")
+    options = {"optim": optim, "seed": seed, "dataroot": str(dataroot), "direction": "BtoA", "crop_size": 64,
+               "netG": "unet_64", "ngf": 8, "norm": "batch", "no_dropout": False}
+    (folder / "options.json").write_text(json.dumps(options))
+    return folder
+
+
+def make_segmenter(directory: Path, arch: str, dataroot: Path) -> Path:
+    """A tiny untrained segmenter whose predictions still vary (random score layers)."""
+    torch.manual_seed(7)
+    model = build_segmenter(arch, SEGMENTERS[arch], input_size=(64, 64))
+    if arch == "fcn8s":
+        with torch.no_grad():
+            for layer in (model.net.score_fr, model.net.score_pool4, model.net.score_pool3):
+                layer.weight.normal_(0, 1.0)
+    meta = segmenter_metadata(model, [f"c{i}" for i in range(19)], (64, 64),
+                              {"dataroot": str(dataroot), "name": "tiny synthetic"}, None)
+    return save_segmenter(directory / f"{arch}.pt", model, meta)
+
+
+def independent_scores(segmenter_path: Path, images, labels) -> tuple[float, float]:
+    """Per-pixel and per-class accuracy, frame by frame with numpy."""
+    model, _ = load_segmenter(segmenter_path)
+    hist = np.zeros((19, 19), dtype=np.int64)
+    for image, label in zip(images, labels):
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        pred = model.predict(x)[0].numpy()
+        keep = label != 255
+        np.add.at(hist, (label[keep].astype(np.int64), pred[keep]), 1)
+    rows = hist.sum(1)
+    return np.trace(hist) / hist.sum(), np.mean([hist[c, c] / rows[c] for c in range(19) if rows[c] > 0])
+
+
+@pytest.fixture(scope="module")
+def evaluated(synthetic_root, tmp_path_factory):
+    base = tmp_path_factory.mktemp("evaluate")
+    checkpoints = base / "checkpoints"
+    for name, (optim, seed, finished) in RUNS.items():
+        make_run(checkpoints, name, optim, seed, finished, synthetic_root)
+    for arch in SEGMENTERS:
+        make_segmenter(checkpoints / "segmenters", arch, synthetic_root)
+    out = base / "results"
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints", str(checkpoints), "--out", str(out),
+                           "--device", "cpu", "--batch-size", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return {"checkpoints": checkpoints, "out": out, "stdout": proc.stdout, "root": synthetic_root}
+
+
+def test_prints_both_tables_with_a_row_per_optimizer_and_the_gt_row(evaluated):
+    stdout = evaluated["stdout"]
+    report = json.loads((evaluated["out"] / "results.json").read_text())
+    assert [s["table"] for s in report["segmenters"]] == ["Table 2", "Table 3"]
+    assert "### Table 2: FCN-scores by FCN-8s (width x0.0625)" in stdout
+    assert "### Table 3: FCN-scores by DeepLabV3+ (mobilenetv3_small_050 encoder, decoder 16)" in stdout
+    assert "unfinished, epoch 1" in stdout  # the TRAdam run's latest.pt is not a final one
+    for entry in report["segmenters"]:
+        rows = {row["method"]: row for row in entry["rows"]}
+        assert list(rows) == ["Adam", "TRAdam", "Ground truth"]
+        assert rows["Adam"]["runs"] == ["adam_seed0", "adam_seed1"]
+        per_run = {s["label"]: s["scores"] for s in entry["image_sets"]}
+        for key in ("pixel_acc", "class_acc", "class_iou"):
+            values = [per_run["adam_seed0"][key], per_run["adam_seed1"][key]]
+            assert rows["Adam"][key]["mean"] == pytest.approx(statistics.fmean(values))
+            assert rows["Adam"][key]["std"] == pytest.approx(statistics.stdev(values))
+            assert rows["TRAdam"][key]["mean"] == pytest.approx(per_run["tradam_seed0"][key])
+            assert rows["TRAdam"][key]["std"] is None
+        adam = rows["Adam"]
+        line = (f"| Adam (2 runs) | {adam['pixel_acc']['mean']:.3f} ± {adam['pixel_acc']['std']:.3f} | "
+                f"{adam['class_acc']['mean']:.3f} ± {adam['class_acc']['std']:.3f} | "
+                f"{adam['class_iou']['mean']:.3f} ± {adam['class_iou']['std']:.3f} |")
+        assert line in stdout
+        gt = rows["Ground truth"]
+        assert f"| Ground truth | {gt['pixel_acc']['mean']:.3f} | {gt['class_acc']['mean']:.3f} |" in stdout
+    assert stdout.strip().splitlines()[-1].startswith(f"wrote {evaluated['out']}/results.md")
+
+
+def test_scores_match_an_independent_count(evaluated):
+    out, root = evaluated["out"], evaluated["root"]
+    report = json.loads((out / "results.json").read_text())
+    index = json.loads((root / "index.json").read_text())
+    files = sorted((root / "val").glob("*.jpg"))
+    names = [index["val"][f.name] for f in files]
+    labels = [np.asarray(Image.open(root / "val_trainids" / f"{f.stem}.png")) for f in files]
+    photos = [np.asarray(Image.open(f).convert("RGB"))[:, :64] for f in files]
+    run_images = [np.asarray(Image.open(out / "tradam_seed0" / "images" / f"{n}.png")) for n in names]
+    for entry in report["segmenters"]:
+        path = Path(entry["checkpoint"])
+        gt = entry["ground_truth"][0]["scores"]
+        assert (gt["pixel_acc"], gt["class_acc"]) == pytest.approx(independent_scores(path, photos, labels))
+        run = next(s for s in entry["image_sets"] if s["label"] == "tradam_seed0")["scores"]
+        assert (run["pixel_acc"], run["class_acc"]) == pytest.approx(independent_scores(path, run_images, labels))
+
+
+def test_writes_csv_per_class_tables_figure_and_named_images(evaluated):
+    out, root = evaluated["out"], evaluated["root"]
+    with open(out / "results.csv") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 2 * (len(RUNS) + 1)
+    assert {line["method"] for line in lines} == {"Adam", "TRAdam", "Ground truth"}
+    for arch in SEGMENTERS:
+        table = (out / f"per_class_{arch}.md").read_text().splitlines()
+        assert len(table) == 4 + 19 and table[4].startswith("| road |")
+        assert "Adam acc | Adam IoU | TRAdam acc" in table[2]
+    with Image.open(out / "comparison.png") as figure:
+        assert figure.size == (128 * 4, 18 + 128 * 3)  # label | Adam | TRAdam | photo, 3 frames
+    index = json.loads((root / "index.json").read_text())
+    for run in RUNS:
+        assert sorted(p.stem for p in (out / run / "images").glob("*.png")) == sorted(index["val"].values())
+    assert "### Table 2" in (out / "results.md").read_text()
+
+
+def test_images_and_generator_options_reproduce_the_run_scores(evaluated, tmp_path, capsys):
+    out, checkpoints, root = evaluated["out"], evaluated["checkpoints"], evaluated["root"]
+    report = json.loads((out / "results.json").read_text())
+    expected = {s["label"]: s["scores"]["class_iou"] for s in report["segmenters"][0]["image_sets"]}
+    common = ["--checkpoints", str(checkpoints), "--segmenters", "fcn8s", "--device", "cpu"]
+
+    assert evaluate.main(common + ["--images", str(out / "adam_seed1" / "images"), "--dataroot", str(root),
+                                   "--out", str(tmp_path / "a")]) == 0
+    again = json.loads((tmp_path / "a" / "results.json").read_text())["segmenters"][0]["image_sets"][0]
+    assert again["label"] == "adam_seed1" and again["scores"]["class_iou"] == expected["adam_seed1"]
+
+    # our checkpoint (options.json beside it): regenerated with the same seed -> the same scores
+    assert evaluate.main(common + ["--generator", str(checkpoints / "adam_seed0" / "latest.pt"),
+                                   "--out", str(tmp_path / "b")]) == 0
+    again = json.loads((tmp_path / "b" / "results.json").read_text())["segmenters"][0]["image_sets"][0]
+    assert (again["label"], again["method"]) == ("adam_seed0", "Adam")
+    assert again["scores"]["class_iou"] == expected["adam_seed0"]
+
+    # a reference trainer's bare state_dict
+    reference = tmp_path / "ref_run" / "latest_net_G.pth"
+    reference.parent.mkdir()
+    state = torch.load(checkpoints / "tradam_seed0" / "latest.pt", weights_only=True)["netG"]
+    torch.save(state, reference)
+    assert evaluate.main(common + ["--generator", str(reference), "--netG", "unet_64", "--ngf", "8",
+                                   "--dataroot", str(root), "--out", str(tmp_path / "c")]) == 0
+    again = json.loads((tmp_path / "c" / "results.json").read_text())["segmenters"][0]["image_sets"][0]
+    assert again["label"] == "ref_run" and again["scores"]["class_iou"] == expected["tradam_seed0"]
+    assert "| ref_run |" in capsys.readouterr().out
+
+
+def _error(argv, capsys) -> str:
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
+    checkpoints, out, root = evaluated["checkpoints"], evaluated["out"], evaluated["root"]
+    mine = tmp_path / "checkpoints"
+    shutil.copytree(checkpoints / "segmenters", mine / "segmenters")
+    (mine / "empty_run").mkdir()
+    err = _error(["--checkpoints", str(mine), "--out", str(tmp_path / "o")], capsys)
+    assert f"{mine / 'empty_run'}: empty run folder" in err
+    (mine / "empty_run").rmdir()
+    assert "no training runs" in _error(["--checkpoints", str(mine)], capsys)
+
+    no_segmenters = tmp_path / "bare"
+    make_run(no_segmenters, "run", "adam", 0, True, root)
+    err = _error(["--checkpoints", str(no_segmenters)], capsys)
+    assert "fcn8s.pt: segmenter weights not found" in err and "python -m eval.train_segmenter --arch fcn8s" in err
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    shutil.copy(checkpoints / "segmenters" / "fcn8s.pt", wrong / "deeplabv3plus_xception71.pt")
+    err = _error(["--checkpoints", str(checkpoints), "--segmenter-dir", str(wrong),
+                  "--segmenters", "deeplabv3plus_xception71"], capsys)
+    assert "holds a fcn8s segmenter, expected deeplabv3plus_xception71" in err
+
+    partial = tmp_path / "partial"
+    shutil.copytree(out / "adam_seed0" / "images", partial)
+    missing = sorted(partial.glob("*.png"))[0]
+    missing.unlink()
+    err = _error(["--checkpoints", str(checkpoints), "--images", str(partial), "--dataroot", str(root)], capsys)
+    assert f"{partial}: 1 of 3 val frames have no <frame>.png ({missing.stem})" in err
+
+    assert "not found" in _error(["--checkpoints", str(checkpoints), "--generator", str(tmp_path / "nope.pt")],
+                                 capsys)
