@@ -5,9 +5,12 @@
 Variants, timed round-robin in one process (medians over --steps steps after warm-up):
   (a) baseline: the reference trainer's step — the same networks, torch.optim.Adam with default
       settings (a loop over parameters on the CPU), fp32, contiguous tensors;
-  (b) ours with Adam (gan.pix2pix.Pix2Pix: fused Adam kernel, channels_last);
+  (b) ours with Adam (gan.pix2pix.Pix2Pix: the same computation, fused Adam kernel);
   (c) ours with TRAdam (λ = 0.1, S = 10);
-  (d) ours with TRAdam and torch.compile of G and D.
+  (d) ours with TRAdam and torch.compile of G and D (train.py --compile);
+  (e) ours with TRAdam and channels_last tensors (train.py --channels-last);
+  (f) ours with TRAdam and bf16 autocast (train.py --amp; changes the arithmetic, fast on CPUs with
+      AVX512-BF16/AMX).
 Peak memory of each is measured in a fresh subprocess (growth of the peak resident set during the
 steps, after the networks exist).
 """
@@ -53,7 +56,7 @@ class ReferenceStep:
 
 
 class OurStep:
-    def __init__(self, optim: str, compile_: bool = False, channels_last: bool = True):
+    def __init__(self, optim: str, compile_: bool = False, channels_last: bool = False, amp: bool = False):
         self.model = Pix2Pix(ModelConfig(), OptimConfig(optim), OptimConfig(optim))
         G, D = self.model.netG, self.model.netD
         self.channels_last = channels_last
@@ -62,11 +65,12 @@ class OurStep:
         if compile_:
             G, D = torch.compile(G), torch.compile(D)
         self.model.wrap(G, D)
+        self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp else None
 
     def __call__(self, a, b):
         if self.channels_last:
             a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
-        self.model.training_step(a, b)
+        self.model.training_step(a, b, autocast=self.autocast)
 
 
 VARIANTS = {
@@ -74,6 +78,8 @@ VARIANTS = {
     "(b) ours, Adam": lambda: OurStep("adam"),
     "(c) ours, TRAdam": lambda: OurStep("tradam"),
     "(d) ours, TRAdam + compile": lambda: OurStep("tradam", compile_=True),
+    "(e) ours, TRAdam + channels_last": lambda: OurStep("tradam", channels_last=True),
+    "(f) ours, TRAdam + bf16 autocast (--amp)": lambda: OurStep("tradam", amp=True),
 }
 
 
