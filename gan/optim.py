@@ -52,6 +52,8 @@ class _TrajectoryRegularized(Optimizer):
     Each group holds ``tr_step`` (how many times ``step()`` ran, n) and ``tr_lr0`` (its lr at
     construction). Each parameter's state holds ``anchor`` (w_t) and ``anchor_round`` (n // S when it
     was taken), so a parameter that had no gradient at k = 0 gets its anchor when it first moves.
+    Subclasses define ``_update(group, params, anchors, c, lr)``: the base optimizer's step of
+    ``params`` along d = grad + c·(w − w_t) (plus its own weight decay) with step size ``lr``.
     """
 
     def add_param_group(self, param_group: dict) -> None:
@@ -97,6 +99,21 @@ class _TrajectoryRegularized(Optimizer):
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         return params
 
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        """One step of every group (see the module docstring); returns the closure's loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = self._params_with_grad(group)
+            k, round_index, c, inner_lr = self.inner_schedule(group)
+            group["tr_step"] += 1
+            if params:
+                self._update(group, params, self._update_anchors(params, round_index), c, inner_lr)
+        return loss
+
     def distance_to_anchor(self) -> float:
         """‖w − w_t‖ over all parameters that have an anchor (for logging)."""
         total = 0.0
@@ -141,7 +158,7 @@ class TRAdam(_TrajectoryRegularized):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, prox: float = 0.1, inner_steps: int = 10,
                  inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None,
-                 chunk_size: int = 1 << 18):
+                 chunk_size: int = 1 << 20):
         _check(0.0 <= betas[0] < 1.0, "beta1", betas[0], "must be in [0, 1)")
         _check(0.0 <= betas[1] < 1.0, "beta2", betas[1], "must be in [0, 1)")
         _check(eps >= 0.0, "eps", eps, "must be >= 0")
@@ -169,26 +186,14 @@ class TRAdam(_TrajectoryRegularized):
             state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    @torch.no_grad()
-    def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = self._params_with_grad(group)
-            k, round_index, c, inner_lr = self.inner_schedule(group)
-            group["tr_step"] += 1
-            if not params:
-                continue
-            anchors = self._update_anchors(params, round_index)
-            states = [self._init_state(p, group["amsgrad"]) for p in params]
-            fused = group["fused"]
-            if fused is None:
-                fused = _can_fuse(params)
-            update = self._fused_update if fused else self._plain_update
-            update(group, params, anchors, states, c, inner_lr)
-        return loss
+    def _update(self, group, params, anchors, c, lr):
+        """Adam along d on the fused or the plain path."""
+        states = [self._init_state(p, group["amsgrad"]) for p in params]
+        fused = group["fused"]
+        if fused is None:
+            fused = _can_fuse(params)
+        update = self._fused_update if fused else self._plain_update
+        update(group, params, anchors, states, c, lr)
 
     def _plain_update(self, group, params, anchors, states, c, lr):
         """Straightforward per-tensor Adam on d, mirroring torch.optim.Adam's single-tensor formula."""
@@ -295,28 +300,14 @@ class TRSGD(_TrajectoryRegularized):
                         prox_mode=prox_mode, fused=fused)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = self._params_with_grad(group)
-            k, round_index, c, inner_lr = self.inner_schedule(group)
-            group["tr_step"] += 1
-            if not params:
-                continue
-            anchors = self._update_anchors(params, round_index)
-            fused = group["fused"]
-            if fused is None:
-                fused = _can_fuse(params)
-            for p, anchor in zip(params, anchors):
-                d = _direction_into(torch.empty_like(p), p.grad, p, anchor, c)
-                if fused:
-                    self._fused_update(group, p, d, inner_lr)
-                else:
-                    self._plain_update(group, p, d, inner_lr)
+    def _update(self, group, params, anchors, c, lr):
+        """SGD along d, one tensor at a time (d lives only while its tensor is updated)."""
+        fused = group["fused"]
+        if fused is None:
+            fused = _can_fuse(params)
+        for p, anchor in zip(params, anchors):
+            d = _direction_into(torch.empty_like(p), p.grad, p, anchor, c)
+            (self._fused_update if fused else self._plain_update)(group, p, d, lr)
 
     def _plain_update(self, group, p, d, lr):
         """torch.optim.SGD's single-tensor formula on d."""
