@@ -11,6 +11,7 @@ A run lives in <checkpoints-dir>/<name>/: options.json, latest.pt (complete stat
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -18,13 +19,12 @@ import random
 import shutil
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torchvision
 
 from data import DataError
 from data.aligned import AlignedDataset
@@ -253,10 +253,6 @@ def distance_to_anchor(optimizer) -> float | None:
 def sample_grid(netG: torch.nn.Module, frames: dict, seed: int) -> torch.Tensor:
     """label | generated | real rows for the fixed frames, generated with the pix2pix test protocol
     (dropout on, the image's own batch statistics) on a copy of G, so training state is untouched."""
-    import copy
-
-    import torchvision
-
     generator = copy.deepcopy(netG).train()
     rows = []
     with torch.random.fork_rng(devices=[frames["input"].device] if frames["input"].is_cuda else []):
@@ -366,6 +362,7 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         del checkpoint
 
     def save(path: Path, finished: bool = False) -> None:
+        check_finite(last_losses)  # never replace a good checkpoint by a diverged one
         if rank != 0:
             return
         state = model.state()
@@ -379,6 +376,11 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         if bad:
             raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}; the last good "
                                      f"checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
+
+    def write_samples() -> None:
+        grid = sample_grid(model.netG, frames, args.seed)
+        writer.add_image("label | generated | real", grid, step)
+        torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
 
     total_steps = total_epochs * steps_per_epoch
     if args.max_steps:
@@ -401,7 +403,7 @@ def train(args: argparse.Namespace) -> Pix2Pix:
             last_losses = losses
             if rank == 0:
                 bar.update(1)
-            if step % args.log_freq == 0 or step % args.save_latest_freq == 0:
+            if step % args.log_freq == 0:
                 check_finite(last_losses)
             if rank == 0 and step % args.log_freq == 0:
                 if device.type == "cuda":
@@ -419,10 +421,7 @@ def train(args: argparse.Namespace) -> Pix2Pix:
                 bar.set_postfix({k: scalars[k] for k in ("G_GAN", "G_L1", "D_real", "D_fake")})
                 tick = now
             if rank == 0 and step % args.image_freq == 0:
-                grid = sample_grid(model.netG, frames, args.seed)
-                writer.add_image("label | generated | real", grid, step)
-                import torchvision
-                torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
+                write_samples()
             if step % args.save_latest_freq == 0:
                 save(run_dir / "latest.pt")
             if step >= total_steps:
@@ -433,17 +432,12 @@ def train(args: argparse.Namespace) -> Pix2Pix:
             epoch_step = 0
             scheduler_G.step()
             scheduler_D.step()
-            check_finite(last_losses)
             if epoch % args.save_epoch_freq == 0 or epoch == total_epochs:
                 save(run_dir / f"epoch_{epoch:03d}.pt")
-        check_finite(last_losses)
         save(run_dir / "latest.pt", finished=epoch >= total_epochs)
     if rank == 0:
         bar.close()
-        grid = sample_grid(model.netG, frames, args.seed)
-        writer.add_image("label | generated | real", grid, step)
-        import torchvision
-        torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
+        write_samples()
         writer.close()
         print(f"trained {args.name} for {step} steps ({epoch} epochs); checkpoints, TensorBoard events and samples "
               f"in {run_dir}", flush=True)

@@ -279,7 +279,6 @@ class _Street:
         for side in (-1, 1):
             road_edge = self.road_left if side < 0 else self.road_right
             walk = self.walk_left if side < 0 else self.walk_right
-            grass = self.grass_left if side < 0 else self.grass_right
             d = side * X  # distance from the camera line towards this side
             is_walk = (d >= road_edge) & (d < road_edge + walk)
             is_grass = d >= road_edge + walk  # up to the facades, which hide the ground beyond
