@@ -56,10 +56,10 @@ class _LineProgress:
 def progress(iterable=None, total=None, desc="", unit="it", initial=0, interval=30.0):
     """Wrap a loop with progress reporting: rate, position and ETA.
 
-    On a terminal this is a tqdm bar; when stderr is not a terminal (logs, CI) it prints a plain line
-    every ``interval`` seconds and a last one at ``close()``. Both support ``update``, ``set_postfix``
-    and ``close``.
+    On a terminal this is a tqdm bar (on stderr); when stdout or stderr is not a terminal (logs, CI) it
+    prints a plain line to stdout every ``interval`` seconds and a last one at ``close()``. Both support
+    ``update``, ``set_postfix`` and ``close``.
     """
-    if sys.stderr.isatty():
+    if sys.stdout.isatty() and sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, dynamic_ncols=True)
     return _LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, interval=interval)
