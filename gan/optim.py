@@ -99,13 +99,17 @@ class _TrajectoryRegularized(Optimizer):
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         return params
 
+    @staticmethod
+    def _run_closure(closure: Callable | None):
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
         """One step of every group (see the module docstring); returns the closure's loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._run_closure(closure)
         for group in self.param_groups:
             params = self._params_with_grad(group)
             k, round_index, c, inner_lr = self.inner_schedule(group)
@@ -359,10 +363,7 @@ class TrajectoryRegularizer(_TrajectoryRegularized):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._run_closure(closure)
         saved = []  # (group, lr, [(param, grad)])
         try:
             for group in self.param_groups:
