@@ -347,6 +347,7 @@ class TrajectoryRegularizer(_TrajectoryRegularized):
     Each ``step()`` hands the base optimizer d = grad + c·(w − w_t) in place of the gradient (its own
     weight decay still applies) with its groups' lr set to the inner step size for the duration of the
     call. The wrapper and the base share ``param_groups``, so schedulers may be attached to either.
+    Besides the anchors it holds d, one more parameter-sized buffer, for the duration of ``step()``.
     """
 
     def __init__(self, base: Optimizer, prox: float = 0.1, inner_steps: int = 10, inner_decay: bool = True,
