@@ -209,7 +209,14 @@ def build_configs(args) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
                         lambda_l1=args.lambda_l1)
     common = dict(lr=args.lr, beta1=args.beta1, beta2=args.beta2, momentum=args.momentum, prox=args.prox,
                   inner_steps=args.inner_steps, prox_mode=args.prox_mode, inner_decay=not args.no_inner_decay)
-    return model, OptimConfig(name=args.optim, **common), OptimConfig(name=args.optim_d, **common)
+
+    def optim_config(name: str) -> OptimConfig:
+        # torch's fused Adam/SGD kernels assume a parameter and its gradient share one memory layout,
+        # which channels_last does not guarantee (TRAdam/TRSGD check the layout themselves).
+        fused = False if args.channels_last and name in ("adam", "sgd") else None
+        return OptimConfig(name=name, fused=fused, **common)
+
+    return model, optim_config(args.optim), optim_config(args.optim_d)
 
 
 def rng_state() -> dict:

@@ -187,3 +187,23 @@ def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     state = load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["netG"].values())
+
+
+def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
+    """torch's fused CPU Adam mixes up elements when a parameter is channels_last and its gradient is
+    not; with --channels-last the baseline optimizers must take torch's unfused path."""
+    w = torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    p = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
+    p.grad = torch.randn(8, 4, 3, 3)  # contiguous gradient of a channels_last parameter
+    expected = w - 0.1 * torch.sign(p.grad)  # Adam's first step moves each weight by lr against its gradient
+    for optim in ("adam", "sgd", "tradam", "trsgd"):
+        args = train.parse_args(["--optim", optim, "--channels-last"])
+        config = train.build_configs(args)[1]
+        if optim == "adam":
+            q = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
+            q.grad = p.grad.clone()
+            from gan.pix2pix import build_optimizer
+            config.lr = 0.1
+            build_optimizer([q], config).step()
+            torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-4)
+        assert config.fused is (False if optim in ("adam", "sgd") else None)
