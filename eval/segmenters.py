@@ -275,6 +275,11 @@ class Segmenter(nn.Module):
     Inputs are normalised with ``mean``/``std`` (on [0, 1] RGB) and padded to the network's size
     divisor; :meth:`predict` runs the network at ``input_size`` (its training resolution) when given
     and returns class indices at the requested output size.
+
+    A network whose class sets ``own_input_handling = True`` reproduces an original scorer together
+    with that scorer's preprocessing: it takes the images in [-1, 1] as they are and returns scores at
+    their size (colour order, value range, padding and cropping are its own business); ``mean``/``std``
+    are then unused.
     """
 
     def __init__(self, arch: str, config=None, num_classes: int = NUM_CLASSES,
@@ -295,6 +300,8 @@ class Segmenter(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores at the input size for images in [-1, 1] (N, 3, H, W)."""
+        if getattr(self.net, "own_input_handling", False):
+            return self.net(images)
         x = ((images + 1) / 2 - self.mean) / self.std
         h, w = x.shape[-2:]
         div = getattr(self.net, "size_divisor", 1)
@@ -388,8 +395,10 @@ def load_segmenter(path: str | os.PathLike, arch: str | None = None,
     obj = read_segmenter_file(path, arch)
     meta = obj["metadata"]
     config = make_config(meta["arch"], meta.get("config"))
-    model = Segmenter(meta["arch"], config, meta["num_classes"], mean=meta["normalization"]["mean"],
-                      std=meta["normalization"]["std"], input_size=meta.get("train_resolution"))
+    normalization = meta.get("normalization") or {}
+    model = Segmenter(meta["arch"], config, meta["num_classes"],
+                      mean=normalization.get("mean", IMAGENET_MEAN), std=normalization.get("std", IMAGENET_STD),
+                      input_size=meta.get("train_resolution"))
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
