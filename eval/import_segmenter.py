@@ -1,0 +1,70 @@
+"""Turn the paper's original scorers into our segmenter files.
+
+    python -m eval.import_segmenter fcn8s_caffe fcn-8s-cityscapes.caffemodel --out checkpoints/segmenters/fcn8s_caffe.pt
+    python -m eval.import_segmenter dpc_xception71 deeplab_cityscapes_xception71_trainfine_2018_09_08.tar.gz \\
+        --out checkpoints/segmenters/dpc_xception71.pt
+
+* ``fcn8s_caffe``: pix2pix's Caffe FCN-8s (Table 2 of the paper), read straight from the caffemodel.
+* ``dpc_xception71``: DeepLab's DPC Xception-71 Cityscapes model-zoo file (Table 3), the tarball or its
+  unpacked folder.
+
+Each importer reads the original file, builds our network with those weights and returns it with its
+metadata; this command writes the result with :func:`eval.segmenters.save_segmenter`, which
+:func:`eval.segmenters.load_segmenter` reads back. Neither Caffe nor TensorFlow is needed. Bad input
+(not that model, a missing layer or variable, a blob of the wrong shape) is one line on stderr naming the
+file and what is wrong, exit status 2; an existing output is replaced only with ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from eval import EvalError
+from eval.segmenters import save_segmenter
+from gan.checkpoint import CheckpointError
+
+# arch -> "module:function"; the function takes the source path and returns (Segmenter, metadata).
+IMPORTERS = {
+    "fcn8s_caffe": "eval.caffe_fcn8s:import_caffemodel",
+    "dpc_xception71": "eval.dpc_xception71:import_model_zoo",
+}
+
+
+def importer(arch: str):
+    """The import function registered for ``arch``."""
+    module, function = IMPORTERS[arch].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("arch", choices=list(IMPORTERS), help="which original scorer SOURCE holds")
+    parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder)")
+    parser.add_argument("--out", type=Path, required=True, help="segmenter file to write (.pt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.out.exists() and not args.overwrite:
+            raise EvalError(f"{args.out}: exists; pass --overwrite to replace it")
+        if args.out.is_dir():
+            raise EvalError(f"{args.out}: is a folder; --out names the segmenter file to write")
+        if not args.source.exists():
+            raise EvalError(f"{args.source}: not found")
+        model, metadata = importer(args.arch)(args.source)
+        save_segmenter(args.out, model, metadata)
+    except (EvalError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote segmenter {args.out} ({metadata['display_name']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
