@@ -134,14 +134,25 @@ class Pix2Pix:
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         with amp():
-            pred_fake = self.netD(torch.cat((real_a, fake_b), 1))
-            loss_G_GAN = self.criterion_gan(pred_fake, True, for_discriminator=False)
-            loss_G_L1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.lambda_l1
+            loss_G_GAN, loss_G_L1 = self.generator_loss_terms(self.netD, real_a, fake_b, real_b)
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         self.optimizer_G.step()
         return {"G_GAN": loss_G_GAN.detach(), "G_L1": loss_G_L1.detach(),
                 "D_real": loss_D_real.detach(), "D_fake": loss_D_fake.detach()}
+
+    def generator_loss_terms(self, netD: nn.Module, real_a: torch.Tensor, fake_b: torch.Tensor,
+                             real_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's loss on a generated ``fake_b``: (GAN(D(a, fake), real), λ_L1·‖fake − b‖₁)."""
+        pred_fake = netD(torch.cat((real_a, fake_b), 1))
+        loss_G_GAN = self.criterion_gan(pred_fake, True, for_discriminator=False)
+        loss_G_L1 = F.l1_loss(fake_b.float(), real_b.float()) * self.config.lambda_l1
+        return loss_G_GAN, loss_G_L1
+
+    def generator_loss(self, netG: nn.Module, netD: nn.Module, real_a: torch.Tensor,
+                       real_b: torch.Tensor) -> torch.Tensor:
+        """G's training loss on the pair (a, b) with the given networks (e.g. copies, for probes)."""
+        return sum(self.generator_loss_terms(netD, real_a, netG(real_a), real_b))
 
     def state(self) -> dict:
         """Networks and optimizers as plain state_dicts (for a checkpoint)."""
