@@ -31,6 +31,7 @@ from data.aligned import AlignedDataset
 from data.sampling import EpochSampler, SeededSamples
 from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
+from gan.noise import probe_generator_noise
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
 from gan.progress import progress
 
@@ -43,7 +44,7 @@ PRESETS = {
 }
 # Options that may change when a run is resumed (they do not change its trajectory).
 RUNTIME_OPTIONS = {"resume", "overwrite", "device", "num_workers", "log_freq", "image_freq", "save_latest_freq",
-                   "save_epoch_freq", "max_steps", "checkpoints_dir", "compile"}
+                   "save_epoch_freq", "max_steps", "checkpoints_dir", "compile", "noise_freq", "noise_probe"}
 
 
 class UsageError(ValueError):
@@ -121,6 +122,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--num-image-frames", type=int, default=4, help="validation frames in the image grid")
     g.add_argument("--save-latest-freq", type=int, default=5000, help="steps between latest.pt writes")
     g.add_argument("--save-epoch-freq", type=int, default=5, help="epochs between epoch_<NNN>.pt files")
+    g.add_argument("--noise-freq", type=int, default=0,
+                   help="steps between measurements of G's gradient and update-direction noise at batch size 1 "
+                        "(TensorBoard noise/*; see gan/noise.py); 0: off")
+    g.add_argument("--noise-probe", type=int, default=8,
+                   help="training pairs (first N, without jitter) in the fixed probe set of --noise-freq")
 
     args = p.parse_args(argv)
     p.set_defaults(**PRESETS[args.preset])
@@ -144,6 +150,9 @@ def validate(args: argparse.Namespace) -> None:
     for name in ("lr", "prox"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.noise_freq < 0 or (args.noise_freq and args.noise_probe < 2):
+        raise UsageError(f"--noise-freq must be >= 0 and --noise-probe >= 2, got {args.noise_freq} and "
+                         f"{args.noise_probe}")
     for name in ("inner_steps", "batch_size", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -364,6 +373,11 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         n_frames = min(args.num_image_frames, len(val_dataset))
         items = [val_dataset[i] for i in range(n_frames)]
         frames = {key: torch.stack([it[key] for it in items]).to(device) for key in ("input", "target")}
+        if args.noise_freq:
+            probe_set = AlignedDataset(args.dataroot, "train", direction=args.direction, crop_size=args.crop_size,
+                                       train=False)
+            probe = [(it["input"][None].to(device), it["target"][None].to(device))
+                     for it in (probe_set[i] for i in range(min(args.noise_probe, len(probe_set))))]
     if checkpoint is not None:
         set_rng_state(checkpoint["rng"])
         del checkpoint
@@ -429,6 +443,9 @@ def train(args: argparse.Namespace) -> Pix2Pix:
                 tick = now
             if rank == 0 and step % args.image_freq == 0:
                 write_samples()
+            if rank == 0 and args.noise_freq and step % args.noise_freq == 0:
+                for key, value in probe_generator_noise(model, probe, args.seed).items():
+                    writer.add_scalar(f"noise/{key}", value, step)
             if step % args.save_latest_freq == 0:
                 save(run_dir / "latest.pt")
             if step >= total_steps:

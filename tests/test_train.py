@@ -207,3 +207,19 @@ def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
             build_optimizer([q], config).step()
             torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-4)
         assert config.fused is (False if optim in ("adam", "sgd") else None)
+
+
+def test_noise_probes_are_logged_and_leave_the_trajectory_unchanged(synthetic_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    short = ["--n-epochs", "1", "--n-epochs-decay", "1"]
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "plain")) == 0
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "probed", "--noise-freq", "3",
+                                "--noise-probe", "3")) == 0
+    assert_same_state(load_checkpoint(tmp_path / "plain" / "latest.pt"), load_checkpoint(tmp_path / "probed" / "latest.pt"))
+    events = EventAccumulator(str(tmp_path / "probed" / "events"))
+    events.Reload()
+    for key in ("noise/variance", "noise/grad_ratio", "noise/direction_ratio", "noise/distance_to_anchor"):
+        values = events.Scalars(key)
+        assert [v.step for v in values] == [3, 6]
+        assert all(v.value >= 0 for v in values)
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--noise-freq", "2", "--noise-probe", "1")) == 2
