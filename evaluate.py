@@ -5,7 +5,8 @@ and ``latest.pt``), groups them by optimizer (Adam, TRAdam, SGD, TRSGD), generat
 images with each run's final generator, segments them with every trained segmenter in
 ``checkpoints/segmenters/`` and prints
 
-* Table 2: FCN-scores by FCN-8s,
+* Table 2: FCN-scores by FCN-8s (ours; and, as published, by pix2pix's Caffe FCN-8s ``fcn8s_caffe`` once
+  imported with ``python -m eval.import_segmenter``; use ``--protocol fullres`` for the pix2pix protocol),
 * Table 3: FCN-scores by DeepLabV3+ Xception-71 (our stand-in for DPC-xception71),
 
 a row per optimizer (mean +- sample standard deviation over its runs) plus the ground-truth row (the
@@ -33,13 +34,13 @@ import numpy as np
 import torch
 
 from eval import EvalError
-from eval.fcn_score import (PROTOCOLS, EvalSet, check_image_folder, generate_images, open_eval_set,
+from eval.fcn_score import (PROTOCOLS, EvalSet, check_image_folder, generate_images, new_meter, open_eval_set,
                             read_image, resolve_device, score_folder, score_real_photos, scores_of)
 from eval.metrics import per_class_rows
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
 
 OPTIMIZER_NAMES = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
-PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3"}
+PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71"}
 METRICS = (("pixel_acc", "Per-pixel acc."), ("class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
 SEGMENTER_DIR = "segmenters"
@@ -70,6 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="256",
                         help="256: score at the dataset's 256x256 with nearest-resized labels (TRAlgo paper); "
                              "fullres: upsample to the official label size and score against gtFine (pix2pix)")
+    parser.add_argument("--fast-hist", action="store_true",
+                        help="count pixels with the pix2pix script's fast_hist and get_scores, bit for bit and "
+                             "quirks included: a 20th-channel prediction for true class c lands in cell [c+1, 0], "
+                             "a frame with one for class 18 is dropped whole (the number of dropped frames is "
+                             "reported), classes absent from the ground truth count as 0 in the means; default: "
+                             "every pixel counted, a 20th-channel prediction is an error for its true class")
     parser.add_argument("--size", type=int, default=None,
                         help="image size to generate and score at; None: the dataset's (256 for Cityscapes)")
     parser.add_argument("--eval-mode", action="store_true",
@@ -211,13 +218,13 @@ def load_segmenters(args, checkpoints: Path, device) -> list[tuple]:
     for arch in wanted:
         path = default_path(arch, directory)
         if not path.is_file() and args.segmenters is None:
-            print(f"skipping {PAPER_TABLES.get(arch, arch)}: no {path} (train it with `{train_command(arch)}`)")
+            print(f"skipping {PAPER_TABLES.get(arch, arch)}: no {path} (make it with `{train_command(arch)}`)")
             continue
         model, meta = load_segmenter(path, arch, device)
         loaded.append((arch, model, meta, path))
     if not loaded:
         arch = wanted[0]
-        raise EvalError(f"{default_path(arch, directory)}: segmenter weights not found; train them with "
+        raise EvalError(f"{default_path(arch, directory)}: segmenter weights not found; make them with "
                         f"`{train_command(arch)}`")
     return loaded
 
@@ -371,38 +378,60 @@ def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> 
     gt, per_source = [], []
     for root, evalset in evalsets.items():
         bar = progress(total=len(evalset), desc=f"{arch}: real photos", unit="img")
-        conf = score_real_photos(model, evalset, device, args.batch_size, amp, bar)
+        meter = new_meter(model, device, args.fast_hist)
+        score_real_photos(model, evalset, device, args.batch_size, amp, bar, meter)
         bar.close()
         method = "Ground truth" + (f" ({root.name})" if several_roots else "")
-        gt.append({"method": method, "dataroot": str(root), "scores": scores_of(conf)})
+        gt.append({"method": method, "dataroot": str(root), "scores": scores_of(meter)})
     for source in sources:
         evalset = evalsets[source.dataroot.resolve()]
         bar = progress(total=len(evalset), desc=f"{arch}: {source.label}", unit="img")
-        conf = score_folder(model, evalset, source.images, device, args.batch_size, amp, bar)
+        meter = new_meter(model, device, args.fast_hist)
+        score_folder(model, evalset, source.images, device, args.batch_size, amp, bar, meter)
         bar.close()
         per_source.append({"label": source.label, "method": source.method, "seed": source.seed,
                            "checkpoint": source.checkpoint, "images": source.images,
                            "dataroot": str(source.dataroot.resolve()), "note": source.note,
-                           "scores": scores_of(conf)})
+                           "scores": scores_of(meter)})
     name = meta.get("display_name", model.display_name)
     table = PAPER_TABLES.get(arch, "Table")
     notes = [TABLE_NOTES[arch]] if arch in TABLE_NOTES else []
     sizes = sorted({e.size for e in evalsets.values()})
     protocol = f"protocol {args.protocol}" + ("" if args.protocol == "fullres" else
                                               f" ({', '.join(f'{s}x{s}' for s in sizes)})")
-    notes += [f"trained by us on {meta['trained_on'].get('name', '?')}", protocol,
-              ", ".join(f"{len(e)} val frames" for e in evalsets.values())]
+    origin = f"imported from {meta['source']['file']}" if "source" in meta else \
+        f"trained by us on {meta['trained_on'].get('name', '?')}"
+    notes += [origin, protocol, ", ".join(f"{len(e)} val frames" for e in evalsets.values())]
+    notes += ["pix2pix's fast_hist"] if args.fast_hist else []
     return {"arch": arch, "table": table, "title": f"{table}: FCN-scores by {name} ({'; '.join(notes)})",
+            "footnotes": scoring_footnotes(per_source, gt),
             "display_name": name, "checkpoint": str(path), "config": meta.get("config"),
             "trained_on": meta.get("trained_on"), "train_resolution": meta.get("train_resolution"),
             "own_val_scores": meta.get("val_scores"), "rows": table_rows(per_source, gt),
             "image_sets": per_source, "ground_truth": gt}
 
 
+def scoring_footnotes(per_source: list[dict], gt: list[dict]) -> list[str]:
+    """Lines under a table: pixels predicted as a channel that is no class (the Caffe FCN-8s's 20th),
+    and frames the reference histogram dropped (``--fast-hist``), per image set."""
+    entries = [(s["label"], s["scores"]) for s in per_source] + [(g["method"], g["scores"]) for g in gt]
+    lines = []
+    fast_hist = any("dropped_frames" in scores for _, scores in entries)
+    if any("no_class_pixels" in scores for _, scores in entries):
+        counts = ", ".join(f"{label} {scores['no_class_pixels']}" for label, scores in entries)
+        how = "fast_hist counts them in cell [c+1, 0] or drops their frame" if fast_hist else "scored as errors"
+        lines.append(f"Labelled pixels predicted as the 20th channel (no Cityscapes class; {how}): {counts}")
+    if fast_hist:
+        counts = ", ".join(f"{label} {scores['dropped_frames']} of {scores['frames']}" for label, scores in entries)
+        lines.append(f"Frames dropped by fast_hist (a 20th-channel prediction on a bicycle pixel): {counts}")
+    return lines
+
+
 def write_outputs(report: dict, sources: list[ImageSource], evalsets: dict, out: Path, figure_frames: int) -> None:
     """results.md, per_class_<arch>.md, results.json, results.csv and comparison.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    tables = "\n\n".join(markdown_table(entry["title"], entry["rows"]) for entry in report["segmenters"])
+    tables = "\n\n".join("\n\n".join([markdown_table(entry["title"], entry["rows"]), *entry["footnotes"]])
+                         for entry in report["segmenters"])
     print()
     print(tables)
     print()
@@ -455,7 +484,8 @@ def evaluate(args) -> Path:
             check_image_folder(source.images, evalsets[source.dataroot.resolve()])
 
     generate_all(sources, evalsets, out, args, device, amp)
-    report = {"protocol": args.protocol, "generation": "eval" if args.eval_mode else "test", "seed": args.seed,
+    report = {"protocol": args.protocol, "histogram": "fast_hist" if args.fast_hist else "ours",
+              "generation": "eval" if args.eval_mode else "test", "seed": args.seed,
               "datasets": {str(k): {"size": e.size, "frames": len(e)} for k, e in evalsets.items()},
               "segmenters": [score_all(*segmenter, sources, evalsets, args, device, amp)
                              for segmenter in segmenters]}

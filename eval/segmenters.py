@@ -8,6 +8,8 @@
 * ``deeplabv3plus_xception71``: segmentation-models-pytorch DeepLabV3+ on the timm ``xception71``
   encoder at output stride 16, our stand-in for DeepLab's DPC-xception71 (whose weights exist only
   for TensorFlow).
+* ``fcn8s_caffe``: pix2pix's own Caffe FCN-8s, imported from ``fcn-8s-cityscapes.caffemodel``
+  (:mod:`eval.caffe_fcn8s`); it does its own input handling as the reference script does.
 
 A segmenter takes images in [-1, 1] (the generator's range) and normalises them itself with the
 ImageNet mean and standard deviation. It is saved with its metadata: architecture, its config,
@@ -30,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from eval import EvalError
+from eval.caffe_fcn8s import CaffeFCN8s, CaffeFCN8sConfig
+from eval.caffe_fcn8s import display_name as _caffe_fcn8s_name
 from gan.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
 
 NUM_CLASSES = 19
@@ -249,6 +253,8 @@ REGISTRY: dict[str, SegmenterSpec] = {
     "fcn8s": SegmenterSpec("fcn8s", FCN8sConfig, lambda n, c: FCN8s(n, c), _fcn8s_name),
     "deeplabv3plus_xception71": SegmenterSpec(
         "deeplabv3plus_xception71", DeepLabV3PlusConfig, lambda n, c: DeepLabV3Plus(n, c), _deeplab_name),
+    # pix2pix's Caffe FCN-8s, imported from its caffemodel (20 output channels: build it with num_classes=20)
+    "fcn8s_caffe": SegmenterSpec("fcn8s_caffe", CaffeFCN8sConfig, lambda n, c: CaffeFCN8s(n, c), _caffe_fcn8s_name),
 }
 
 
@@ -342,6 +348,10 @@ def default_path(arch: str, directory: str | os.PathLike = DEFAULT_DIR) -> Path:
 
 
 def train_command(arch: str) -> str:
+    """The command that makes the segmenter file of ``arch``: training it, or importing an original scorer."""
+    from eval.import_segmenter import IMPORTERS  # imports this module, hence here
+    if arch in IMPORTERS:
+        return f"python -m eval.import_segmenter {arch} SOURCE --out {default_path(arch)}"
     return f"python -m eval.train_segmenter --arch {arch}"
 
 
@@ -377,7 +387,7 @@ def read_segmenter_file(path: str | os.PathLike, arch: str | None = None) -> dic
     path = Path(path)
     if not path.is_file():
         how = train_command(arch) if arch else "python -m eval.train_segmenter --arch ARCH"
-        raise EvalError(f"{path}: segmenter weights not found; train them with `{how}`")
+        raise EvalError(f"{path}: segmenter weights not found; make them with `{how}`")
     obj = load_checkpoint(path, require_format=True)
     if obj.get("kind") != "segmenter" or "metadata" not in obj or "state_dict" not in obj:
         raise EvalError(f"{path}: not a segmenter checkpoint (no segmenter metadata)")

@@ -211,3 +211,70 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
 
     assert "not found" in _error(["--checkpoints", str(checkpoints), "--generator", str(tmp_path / "nope.pt")],
                                  capsys)
+
+
+def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, tmp_path, capsys):
+    """Table 2 the pix2pix way: each generated 64x64 PNG upsampled by PIL's bilinear resize to the
+    official label size (128x64 here), segmented there by the imported Caffe FCN-8s, scored against the
+    full-resolution labels; channel-20 predictions are errors, or fast_hist's quirks with --fast-hist."""
+    from data.cityscapes import label_ids_to_train_ids
+    from eval.import_segmenter import main as import_main
+    from tests.caffemodel_writer import fcn8s_weights, write_caffemodel
+
+    checkpoints, root = evaluated["checkpoints"], evaluated["root"]
+    caffemodel = write_caffemodel(tmp_path / "fcn-8s-cityscapes.caffemodel",
+                                  fcn8s_weights((4, 8, 8, 16, 16), 32, seed=11))
+    segmenters = tmp_path / "segmenters"
+    assert import_main(["fcn8s_caffe", str(caffemodel), "--out", str(segmenters / "fcn8s_caffe.pt")]) == 0
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints", str(checkpoints), "--segmenter-dir",
+                           str(segmenters), "--segmenters", "fcn8s_caffe", "--protocol", "fullres", "--out", str(out),
+                           "--device", "cpu", "--batch-size", "2"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Table 2: FCN-scores by FCN-8s (pix2pix Caffe layout" in proc.stdout
+    assert "imported from fcn-8s-cityscapes.caffemodel; protocol fullres" in proc.stdout
+    entry = json.loads((out / "results.json").read_text())["segmenters"][0]
+    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam", "Ground truth"]
+
+    # independently: PIL upsampling of the PNGs, official labels, numpy histograms
+    model, _ = load_segmenter(segmenters / "fcn8s_caffe.pt")
+    index = json.loads((root / "index.json").read_text())
+    official = root.parent / "cityscapes" / "gtFine" / "val"
+    files = sorted((root / "val").glob("*.jpg"))
+    names = [index["val"][f.name] for f in files]
+    labels = [label_ids_to_train_ids(np.asarray(Image.open(next(official.glob(f"*/{n}_gtFine_labelIds.png")))))
+              for n in names]
+    sources = {"adam_seed1": [Image.open(out / "adam_seed1" / "images" / f"{n}.png") for n in names],
+               "Ground truth": [Image.open(f).convert("RGB").crop((0, 0, 64, 64)) for f in files]}
+    for label_name, images in sources.items():
+        ours, reference, dropped = np.zeros((19, 20), np.int64), np.zeros((19, 19)), 0
+        for image, label in zip(images, labels):
+            assert label.shape == (64, 128)
+            up = np.asarray(image.convert("RGB").resize((128, 64), Image.BILINEAR))
+            pred = model.predict(torch.from_numpy(up.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1)[0].numpy()
+            keep = label != 255
+            np.add.at(ours, (label[keep].astype(np.int64), pred[keep]), 1)
+            counts = np.bincount(19 * label[keep].astype(np.int64) + pred[keep], minlength=361)
+            reference, dropped = (reference + counts.reshape(19, 19), dropped) if counts.size == 361 else \
+                (reference, dropped + 1)
+        scored = entry["ground_truth"][0] if label_name == "Ground truth" else \
+            next(s for s in entry["image_sets"] if s["label"] == label_name)
+        assert np.array_equal(np.array(scored["scores"]["confusion"]), ours)
+        assert scored["scores"]["no_class_pixels"] == ours[:, 19].sum() > 0
+        assert scored["scores"]["pixel_acc"] == pytest.approx(np.trace(ours) / ours.sum())
+        sources[label_name] = (reference, dropped, ours[:, 19].sum())
+    assert f"adam_seed1 {sources['adam_seed1'][2]}" in proc.stdout  # the channel-20 count under the table
+
+    # --fast-hist: the reference script's histogram and scores, dropped frames reported
+    assert evaluate.main(["--checkpoints", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters",
+                          "fcn8s_caffe", "--protocol", "fullres", "--fast-hist", "--images",
+                          str(out / "adam_seed1" / "images"), "--dataroot", str(root), "--out",
+                          str(tmp_path / "fast"), "--device", "cpu"]) == 0
+    fast = json.loads((tmp_path / "fast" / "results.json").read_text())["segmenters"][0]
+    for label_name, scored in (("adam_seed1", fast["image_sets"][0]), ("Ground truth", fast["ground_truth"][0])):
+        reference, dropped, no_class = sources[label_name]
+        assert np.array_equal(np.array(scored["scores"]["confusion"]), reference)
+        assert scored["scores"]["dropped_frames"] == dropped and scored["scores"]["no_class_pixels"] == no_class
+        assert scored["scores"]["pixel_acc"] == np.diag(reference).sum() / (reference.sum() + 1e-12)
+    assert "Frames dropped by fast_hist" in capsys.readouterr().out

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from eval import EvalError
@@ -134,8 +133,9 @@ def test_fullres_protocol_scores_against_official_labels(synthetic_root, tmp_pat
         ids = np.asarray(Image.open(next(official.glob(f"*/{name}_gtFine_labelIds.png"))))
         label = label_ids_to_train_ids(ids)
         assert label.shape == (64, 128)  # the official images are 2S x S
-        image = read_image(tmp_path / f"{name}.png").float()[None] / 127.5 - 1
-        up = F.interpolate(image, size=label.shape, mode="bilinear", align_corners=False)
+        # as the reference script: the uint8 PNG resized by PIL's bilinear filter (scipy.misc.imresize)
+        up = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB").resize(label.shape[::-1], Image.BILINEAR))
+        up = torch.from_numpy(up.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         pred = model.predict(up, out_size=label.shape)[0].numpy()
         keep = label != 255
         np.add.at(hist, (label[keep].astype(np.int64), pred[keep]), 1)

@@ -124,3 +124,91 @@ def test_per_class_table_names_every_class():
     assert lines[2 + 15] == "| class15 | n/a | n/a |"  # class 15 is in neither GT nor prediction
     assert lines[2 + 3] == "| class3 | n/a | 0.000 |"  # class 3 is predicted but absent from GT
     assert lines[2 + 0].startswith(f"| class0 | {scores['per_class_acc'][0]:.3f} |")
+
+
+# ------------------------------------------------------------------ a 20th output channel
+def test_20th_channel_predictions_are_errors_for_the_true_class():
+    # 6 labelled pixels: class 0 twice right, once as channel 20; class 1 right, once as class 0,
+    # once as channel 20; one ignored pixel predicted as channel 20 counts nowhere.
+    target = torch.tensor([0, 0, 0, 1, 1, 1, IGNORE])
+    pred = torch.tensor([0, 0, 19, 1, 0, 19, 19])
+    conf = confusion_matrix(pred, target, predicted_classes=20)
+    assert conf.shape == (19, 20)
+    assert conf[0, 0] == 2 and conf[0, 19] == 1 and conf[1, 1] == 1 and conf[1, 0] == 1 and conf[1, 19] == 1
+    assert int(conf.sum()) == 6 and int(conf[:, :19].sum()) == 4
+    scores = fcn_scores(conf)
+    assert scores["pixel_acc"] == pytest.approx(3 / 6)
+    assert scores["per_class_acc"][0] == pytest.approx(2 / 3) and scores["per_class_acc"][1] == pytest.approx(1 / 3)
+    assert scores["per_class_iou"][0] == pytest.approx(2 / (3 + 3 - 2))  # row 3 (with channel 20), column 3
+    assert scores["per_class_iou"][1] == pytest.approx(1 / (3 + 1 - 1))
+    assert scores["class_acc"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert scores["no_class_pixels"] == 2 and scores["pixels"] == 6
+    assert "no_class_pixels" not in fcn_scores(conf[:, :19].clone())
+    with pytest.raises(ValueError, match="outside 0..19"):
+        confusion_matrix(torch.tensor([20]), torch.tensor([0]), predicted_classes=20)
+    meter = ConfusionMeter(predicted_classes=20)
+    meter.update(pred[:3], target[:3])
+    meter.update(pred[3:], target[3:])
+    assert torch.equal(meter.matrix, conf)
+
+
+# ------------------------------------------------------------ the reference script's fast_hist
+def test_fast_hist_shifts_a_20th_channel_prediction_to_the_next_row_first_column():
+    from eval.metrics import fast_hist
+    target = torch.tensor([[0, 0, 3], [3, 7, IGNORE]], dtype=torch.uint8)
+    pred = torch.tensor([[0, 19, 3], [19, 2, 19]], dtype=torch.uint8)
+    hist = fast_hist(target, pred)
+    expected = torch.zeros(19, 19, dtype=torch.int64)
+    expected[0, 0] = 1      # right
+    expected[1, 0] = 1      # class 0 predicted as channel 20 -> cell [0+1, 0] (counts as "sidewalk seen as road")
+    expected[3, 3] = 1      # right
+    expected[4, 0] = 1      # class 3 predicted as channel 20 -> cell [3+1, 0]
+    expected[7, 2] = 1
+    assert torch.equal(hist, expected)  # the ignored pixel's channel-20 prediction counts nowhere
+
+
+def test_fast_hist_drops_a_frame_with_a_20th_channel_prediction_on_class_18():
+    from eval.metrics import FastHistMeter, fast_hist, fast_hist_scores
+    target = torch.tensor([[18, 18, 0, 0]])
+    assert fast_hist(target, torch.tensor([[18, 19, 0, 0]])) is None  # 19 * 18 + 19 = 361: past the 361 cells
+    frames_pred = torch.tensor([[[18, 19, 0, 0]], [[18, 18, 0, 19]], [[18, 0, 0, 0]]])
+    frames_target = target.expand(3, 1, 4)
+    meter = FastHistMeter()
+    meter.update(frames_pred, frames_target)
+    assert meter.frames == 3 and meter.dropped_frames == 1 and meter.no_class_pixels == 2
+    expected = torch.zeros(19, 19, dtype=torch.int64)  # frames 2 and 3 only:
+    expected[18, 18] = 2 + 1
+    expected[0, 0] = 1 + 2
+    expected[1, 0] = 1   # frame 2: class 0 predicted as channel 20
+    expected[18, 0] = 1  # frame 3: class 18 predicted as class 0
+    assert torch.equal(meter.matrix, expected)
+    scores = meter.scores()
+    # get_scores: each denominator + 1e-12, so the 17 classes absent from the labels count as 0 accuracy
+    assert scores["pixel_acc"] == 6 / (8 + 1e-12)
+    per_class_acc = [3 / (3 + 1e-12)] + [0.0] * 17 + [3 / (4 + 1e-12)]
+    assert scores["per_class_acc"] == per_class_acc
+    assert scores["class_acc"] == float(np.nanmean(per_class_acc))
+    assert scores["per_class_iou"][0] == 3 / (3 + 5 - 3 + 1e-12) and scores["per_class_iou"][1] == 0.0
+    assert scores["dropped_frames"] == 1
+    assert fast_hist_scores(expected)["class_iou"] == scores["class_iou"]
+
+
+def test_fast_hist_equals_a_numpy_bincount_per_frame_on_random_frames():
+    """The reference's recipe in numpy (bincount of n * label + pred over pixels with 0 <= label < n,
+    frames whose count runs past n * n cells left out) on random 20-channel predictions."""
+    from eval.metrics import FastHistMeter
+    rng = np.random.default_rng(4)
+    labels = rng.choice(np.r_[np.arange(19), 255], size=(12, 9, 11)).astype(np.uint8)
+    preds = rng.integers(0, 20, size=(12, 9, 11)).astype(np.uint8)
+    preds[::3] = np.minimum(preds[::3], 18)  # some frames keep every class-18 pixel within 0..18
+    hist, dropped = np.zeros((19, 19)), 0
+    for a, b in zip(labels.reshape(12, -1), preds.reshape(12, -1)):
+        k = (a >= 0) & (a < 19)
+        counts = np.bincount(19 * a[k].astype(int) + b[k], minlength=361)
+        if len(counts) == 361:
+            hist += counts.reshape(19, 19)
+        else:
+            dropped += 1
+    meter = FastHistMeter()
+    meter.update(torch.from_numpy(preds), torch.from_numpy(labels))
+    assert np.array_equal(meter.matrix.numpy(), hist) and meter.dropped_frames == dropped and 0 < dropped < 12

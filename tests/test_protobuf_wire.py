@@ -47,3 +47,36 @@ def test_packed_floats_and_negative_int64():
 def test_malformed_messages_raise(broken):
     with pytest.raises(ProtobufError):
         list(iter_fields(broken))
+
+
+def test_arrays_packed_unpacked_and_mixed_read_in_file_order():
+    from eval.protobuf_wire import fields_with_arrays
+    values = np.arange(10, dtype="<f4") * 1.5 - 3
+    doubles = np.array([0.25, -7.0], dtype="<f8")
+    unpacked = b"".join(bytes([0x2D]) + np.float32(v).tobytes() for v in values[:6])  # field 5, fixed32
+    packed = bytes([0x2A, 16]) + values[6:].tobytes()                                # field 5, packed
+    unpacked_doubles = b"".join(bytes([0x41]) + np.float64(v).tobytes() for v in doubles)  # field 8, fixed64
+    trailer = bytes([0x08, 0x03, 0x3A, 0x02, 0x08, 0x0A])  # field 1 = 3, field 7 = message {1: 10}
+    message = bytes([0x10, 0x07]) + unpacked + packed + unpacked_doubles + trailer
+    fields, arrays = fields_with_arrays(message, {5: "<f4", 8: "<f8"})
+    np.testing.assert_array_equal(arrays[5], values)
+    np.testing.assert_array_equal(arrays[8], doubles)
+    assert fields[2] == [7] and fields[1] == [3] and fields_by_number(fields[7][0]) == {1: [10]}
+
+
+def test_a_run_of_unpacked_floats_ends_where_another_field_starts():
+    from eval.protobuf_wire import fields_with_arrays
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(100_000).astype("<f4")
+    records = np.empty((values.size, 5), np.uint8)
+    records[:, 0] = 0x2D
+    records[:, 1:] = values.view(np.uint8).reshape(-1, 4)
+    # the next field's key (0x35: field 6, fixed32) sits where the next record's key would be
+    message = records.tobytes() + bytes([0x35]) + np.float32(9).tobytes()
+    fields, arrays = fields_with_arrays(message, {5: "<f4"})
+    np.testing.assert_array_equal(arrays[5], values)
+    assert np.frombuffer(fields[6][0], "<f4")[0] == 9
+    with pytest.raises(ProtobufError, match="wire type"):
+        fields_with_arrays(bytes([0x2D]) + np.float32(1).tobytes(), {5: "<f8"})
+    with pytest.raises(ProtobufError):
+        fields_with_arrays(records.tobytes()[:-2], {5: "<f4"})  # the last float is cut short
