@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEMO_RUNS := demo_adam_seed0 demo_tradam_seed0
 DEMO_SEGMENTERS := checkpoints/segmenters/demo
 
-.PHONY: demo test venv
+.PHONY: demo test venv study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ demo: $(VENV)/.installed
 	  $(PY) -m eval.train_segmenter --preset demo --arch $$arch --out $$out $$resume || exit $$?; \
 	done
 	$(PY) evaluate.py --runs $(DEMO_RUNS) --segmenter-dir $(DEMO_SEGMENTERS) --out results/demo
+
+# The seeds study (eval/study.py): Adam, TRAdam and its controls over 3 seeds; writes docs/study/.
+study: $(VENV)/.installed
+	$(PY) -m eval.study
