@@ -29,6 +29,8 @@ import torchvision
 from data import DataError
 from data.aligned import AlignedDataset
 from data.sampling import EpochSampler, SeededSamples
+from gan.amp import amp_dtype
+from gan.amp import autocast as mixed_precision
 from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
@@ -294,9 +296,10 @@ def train(args: argparse.Namespace) -> Pix2Pix:
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.amp and device.type == "cpu" and rank == 0:
-        print("--amp: bf16 autocast on the CPU (fast only on CPUs with AVX512-BF16 or AMX)", flush=True)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp else None
+    if args.amp and rank == 0 and (device.type == "cpu" or amp_dtype(device) is None):
+        print("--amp: bf16 autocast on the CPU (fast only on CPUs with AVX512-BF16 or AMX)" if device.type == "cpu"
+              else f"--amp: {device} has no native bf16; training in fp32", flush=True)
+    autocast = (lambda: mixed_precision(device)) if args.amp else None
     if args.norm == "syncbatch" and (world_size == 1 or device.type != "cuda"):
         if rank == 0:
             print("--norm syncbatch: needs torchrun on CUDA; using batch norm (same weights layout)", flush=True)

@@ -28,6 +28,7 @@ from eval.fcn_score import resolve_device, score_batches
 from eval.metrics import fcn_scores, per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
+from gan.amp import amp_dtype, autocast
 from gan.checkpoint import CheckpointError
 from gan.progress import progress
 
@@ -73,7 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast, as train.py --amp (where the device has bf16: the CPU and CUDA from "
+                             "Ampere on; elsewhere ignored)")
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not options given on the command line
         preset = PRESETS[args.preset][args.arch]
@@ -160,7 +163,7 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
     for batch in loader:
         photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=amp):
+        with autocast(device, amp):
             loss = criterion(model(photos).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -180,9 +183,9 @@ def train(args: argparse.Namespace) -> Path:
     if args.load_size < args.crop_size:
         raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
     device = resolve_device(args.device)
-    amp = args.amp and device.type == "cuda"
+    amp = args.amp and amp_dtype(device) is not None
     if args.amp and not amp:
-        print("--amp ignored: mixed precision is used on CUDA only")
+        print(f"--amp ignored: {device} has no native bf16")
     if args.dataroot is None:
         from data.synthetic import default_dataset
         dataroot = Path(default_dataset())
@@ -209,7 +212,7 @@ def train(args: argparse.Namespace) -> Path:
     total_steps = steps_per_epoch * args.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps) ** 0.9)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
     settings = {"arch": args.arch, "config": asdict(config), "dataroot": str(dataroot.resolve()),
                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
