@@ -32,6 +32,8 @@ from gan.amp import amp_dtype, autocast
 from gan.checkpoint import CheckpointError
 from gan.progress import progress
 
+LOSS_READ_EVERY = 50  # steps between reads of the loss for the progress bar
+
 # Presets: option values that replace the parser defaults (explicit options still win).
 PRESETS = {
     # Trains in a few minutes on 2 CPU cores on the built-in synthetic city.
@@ -151,7 +153,10 @@ def format_scores(scores: dict) -> str:
 
 
 def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step) -> int:
-    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step."""
+    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step.
+
+    The progress bar shows the mean loss of the last ``LOSS_READ_EVERY`` steps (and of the epoch's last
+    few), so the host waits for the device that rarely."""
     order = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
     color_rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch + 1)
     batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
@@ -160,7 +165,8 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
                                          pin_memory=device.type == "cuda")
     criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
     model.train()
-    for batch in loader:
+    loss_sum, losses = torch.zeros((), device=device), 0  # read back every LOSS_READ_EVERY steps only
+    for i, batch in enumerate(loader):
         photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         with autocast(device, amp):
@@ -172,7 +178,11 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
         schedule.step()
         step += 1
         bar.update(1)
-        bar.set_postfix({"epoch": epoch + 1, "loss": loss.item()})
+        loss_sum += loss.detach()
+        losses += 1
+        if losses == LOSS_READ_EVERY or i + 1 == len(loader):  # a read waits for the device
+            bar.set_postfix({"epoch": epoch + 1, "loss": float(loss_sum) / losses})
+            loss_sum, losses = torch.zeros((), device=device), 0
     return step
 
 
@@ -208,6 +218,7 @@ def train(args: argparse.Namespace) -> Path:
 
     seed_everything(args.seed)
     model = build_segmenter(args.arch, config, input_size=(args.crop_size, args.crop_size))
+    model.to(device)  # before the optimizer exists: a resumed optimizer state follows the parameters' device
     steps_per_epoch = max(1, len(train_set) // min(args.batch_size, len(train_set)))
     total_steps = steps_per_epoch * args.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -247,7 +258,6 @@ def train(args: argparse.Namespace) -> Path:
                 print(f"backbone initialised from {backbone_note}")
     backbone_note = backbone_note or "random initialisation"
 
-    model.to(device)
     dataset_name = dataroot.resolve().parent.name if dataroot.name == "pix2pix" else dataroot.resolve().name
     trained_on = {"dataroot": str(dataroot.resolve()), "name": dataset_name,
                   "train_frames": len(train_set), "val_frames": len(val_set)}
