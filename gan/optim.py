@@ -201,9 +201,9 @@ class _TrajectoryRegularized(Optimizer):
             if "anchor" not in state:
                 state["anchor"] = torch.empty_like(p, memory_format=torch.preserve_format)
                 state["anchor_round"] = -1
+            else:
+                _match_layout(state, ("anchor",), p)
             if state["anchor_round"] != round_index:
-                if state["anchor"].stride() != p.stride():
-                    state["anchor"] = torch.empty_like(p, memory_format=torch.preserve_format)
                 stale_params.append(p)
                 stale_anchors.append(state["anchor"])
                 state["anchor_round"] = round_index
@@ -359,8 +359,7 @@ class TRAdam(_TrajectoryRegularized):
         if not params:
             return
         torch._foreach_add_(_steps_on(states, torch.device("cpu")), 1)
-        for p, anchor, state in zip(params, anchors, states):
-            self._adam_single(group, p, _direction(p, p.grad, anchor, c), state, lr)
+        self._adam_each(group, params, anchors, states, c, lr)
 
     @staticmethod
     def _adam_single(group, p, d, state, lr):
@@ -388,7 +387,7 @@ class TRAdam(_TrajectoryRegularized):
         keys = self._state_keys(group)
         lists = [params, [p.grad for p in params], anchors] + [[s[k] for s in states] for k in keys]
         if not all(_shares_layout(p, [t[i] for t in lists[1:]]) for i, p in enumerate(params)):
-            return self._plain_update_counted(group, params, anchors, states, c, lr)
+            return self._adam_each(group, params, anchors, states, c, lr)
         limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
         for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, limit):
             steps = [states[i]["step"].item() for i in index]  # CPU counters: no device sync
@@ -408,8 +407,8 @@ class TRAdam(_TrajectoryRegularized):
             torch._foreach_addcdiv_(w, m, denom, [-lr / (1 - beta1 ** s) for s in steps])
             del d, denom  # before the next chunk's exist
 
-    def _plain_update_counted(self, group, params, anchors, states, c, lr):
-        """The plain formula for tensors whose step counter was already advanced."""
+    def _adam_each(self, group, params, anchors, states, c, lr):
+        """The plain formula, tensor by tensor, for tensors whose step counters already count this step."""
         for p, anchor, state in zip(params, anchors, states):
             self._adam_single(group, p, _direction(p, p.grad, anchor, c), state, lr)
 

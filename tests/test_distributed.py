@@ -1,4 +1,5 @@
 """gan/distributed.py: a sample copy that never communicates, and decisions all ranks take together."""
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -23,6 +24,7 @@ def pretend_two_ranks(monkeypatch):
     return collectives
 
 
+@pytest.mark.filterwarnings("ignore:Set seed for `cpu` device")  # the stand-in backend name above
 def test_sample_grid_under_syncbatch_communicates_with_no_one(monkeypatch):
     """train.py draws sample images on rank 0 only: the copy of G it uses must not run SyncBatchNorm."""
     torch.manual_seed(0)

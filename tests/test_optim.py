@@ -637,3 +637,26 @@ def test_multi_tensor_step_launches_and_memory_on_pix2pix(pix2pix_shapes, make):
     assert len(second.calls) <= 10
     assert second.peak <= 64e6
     assert first.peak <= state_bytes + 64e6 + 1e6  # + the step counters
+
+
+@pytest.mark.parametrize("make", [lambda p: TRAdam(p, lr=0.01, foreach=True, chunk_size=16),
+                                  lambda p: TRAdam(p, lr=0.01, foreach=False, chunk_size=16),
+                                  lambda p: TRSGD(p, lr=0.05, momentum=0.9, foreach=True, chunk_size=16)],
+                         ids=["tradam_multi_tensor", "tradam_per_tensor", "trsgd_multi_tensor"])
+def test_a_model_moved_to_channels_last_mid_run_keeps_its_trajectory(make):
+    """train.py --channels-last --resume converts the model after its optimizer state was loaded: the
+    anchor and moments, still contiguous, must keep pairing with the right weights."""
+    torch.manual_seed(0)
+    conv_a, conv_b = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(3, 4, 3)
+    conv_b.load_state_dict(conv_a.state_dict())
+    opt_a, opt_b = make(list(conv_a.parameters())), make(list(conv_b.parameters()))
+    for n in range(12):
+        if n == 5:
+            conv_b.to(memory_format=torch.channels_last)
+            assert conv_b.weight.is_contiguous(memory_format=torch.channels_last)
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(n))
+        for conv, opt in ((conv_a, opt_a), (conv_b, opt_b)):
+            opt.zero_grad()
+            conv(x).pow(2).mean().backward()
+            opt.step()
+    assert_close(list(conv_b.parameters()), list(conv_a.parameters()), rtol=1e-5, atol=1e-6)
