@@ -31,7 +31,7 @@ from data.sampling import EpochSampler, SeededSamples
 from gan import rng
 from gan.amp import amp_dtype
 from gan.amp import autocast as mixed_precision
-from gan.distributed import gather, local_copy, nonfinite_ranks
+from gan.distributed import gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
@@ -329,13 +329,12 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         if args.norm == "syncbatch":
             G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
             D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
-        ids = [device.index] if device.type == "cuda" else None
-        G = torch.nn.parallel.DistributedDataParallel(G, device_ids=ids)
+        G = wrap_ddp(G, device)
         # D runs twice (fake, real) before its backward: broadcasting its buffers before the second
         # forward modifies batch-norm statistics the first one saved (an autograd error on torch >= 2.6
-        # before the upstream fix).
-        # D trains in training mode only, where they are not used; they are broadcast when training ends.
-        D = torch.nn.parallel.DistributedDataParallel(D, device_ids=ids, broadcast_buffers=False)
+        # before the upstream fix). D trains in training mode only, where they are not used; they are
+        # broadcast when training ends.
+        D = wrap_ddp(D, device, sync_buffers_each_forward=False)
     if args.compile:
         G, D = torch.compile(G), torch.compile(D)
     model.wrap(G, D)

@@ -1,5 +1,6 @@
 """What training under torchrun (DistributedDataParallel) needs beyond DDP itself.
 
+- :func:`wrap_ddp`: DistributedDataParallel, with or without the buffer broadcast before each forward;
 - :func:`local_copy`: a copy of a network that computes on this rank alone (no SyncBatchNorm
   collectives), for work only one rank does, such as sample images;
 - :func:`flags_of_all_ranks`, :func:`any_rank` and :func:`nonfinite_ranks`: decisions every rank takes
@@ -12,6 +13,7 @@ Without an initialized process group every function works for a single process.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 import torch.distributed as dist
@@ -20,6 +22,16 @@ from torch import nn
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def wrap_ddp(module: nn.Module, device: torch.device, sync_buffers_each_forward: bool = True) -> nn.Module:
+    """``module`` in DistributedDataParallel on ``device``. Without ``sync_buffers_each_forward`` its
+    buffers are not broadcast from rank 0 before every forward (the option is ``forward_sync_buffers``
+    from torch 2.14 on, ``broadcast_buffers`` before)."""
+    options = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    key = "forward_sync_buffers" if "forward_sync_buffers" in options else "broadcast_buffers"
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, **{key: sync_buffers_each_forward})
 
 
 def local_copy(module: nn.Module) -> nn.Module:
