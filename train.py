@@ -31,8 +31,8 @@ from data.sampling import EpochSampler, SeededSamples
 from gan import rng
 from gan.amp import amp_dtype
 from gan.amp import autocast as mixed_precision
-from gan.distributed import gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from gan.distributed import gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
 from gan.progress import progress
@@ -364,15 +364,16 @@ def train(args: argparse.Namespace) -> Pix2Pix:
             return
         state = model.state()
         state.update(format_version=FORMAT_VERSION, options=options, epoch=epoch, epoch_step=epoch_step, step=step,
-                     scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(), rng={"ranks": rng_states},
-                     world_size=world_size, finished=finished)
+                     scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(),
+                     rng={"ranks": rng_states}, world_size=world_size, finished=finished)
         save_atomic(state, path)
 
     def check_finite(losses: dict) -> None:
         """All ranks stop together, with the same message, when any rank's loss is not finite."""
         bad = nonfinite_ranks(losses)
         if bad:
-            where = f" (rank {', '.join(str(r) for r in sorted(set(sum(bad.values(), []))))})" if world_size > 1 else ""
+            ranks = sorted({r for ranks_of_loss in bad.values() for r in ranks_of_loss})
+            where = f" (rank {', '.join(map(str, ranks))})" if world_size > 1 else ""
             raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}{where}; the last "
                                      f"good checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
 

@@ -30,7 +30,8 @@ class FakeCudaRng:
             self.states[self.index(device)] = state.clone()
 
         monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
-        monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: [set_state(s, i) for i, s in enumerate(states)])
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                            lambda states: [set_state(s, i) for i, s in enumerate(states)])
         monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_state)
 
 

@@ -127,6 +127,7 @@ class StopHere(Exception):
     pass
 
 
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # weights need no values on meta
 def test_resumed_optimizer_state_lives_on_the_training_device(synthetic_root, tmp_path, monkeypatch):
     """--resume on a GPU: the AdamW moments must be where the parameters are when the first step runs
     (the meta device stands in for CUDA)."""
