@@ -245,6 +245,8 @@ def bench_evaluation(scale: Scale, device, amp: bool) -> list[tuple]:
 def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool) -> str:
     lines = []
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (small stand-in sizes)"
+    if device.type == "cpu":
+        where += f", {torch.get_num_threads()} threads"
     lines.append(f"bench/gpu.py on {where}, torch {torch.__version__}, {scale.netG} (ngf {scale.ngf}) + basic D "
                  f"(ndf {scale.ndf}), batch 1, {scale.size}x{scale.size}, medians of {scale.steps} steps\n")
 
@@ -277,7 +279,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default: 20 CUDA, 3 CPU)")
     parser.add_argument("--compile", action="store_true", help="include (f) on the CPU (always included on CUDA)")
     parser.add_argument("--amp-eval", action="store_true", help="segment with bf16 autocast (evaluate.py --amp)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of torch (default: torch's choice; 1 steadies timings on a busy machine)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = torch.device("cpu" if name == "auto" else name)
     if device.type == "cuda":
