@@ -246,7 +246,7 @@ def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool) 
     lines = []
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (small stand-in sizes)"
     if device.type == "cpu":
-        where += f", {torch.get_num_threads()} threads"
+        where += f", torch threads: {torch.get_num_threads()}"
     lines.append(f"bench/gpu.py on {where}, torch {torch.__version__}, {scale.netG} (ngf {scale.ngf}) + basic D "
                  f"(ndf {scale.ndf}), batch 1, {scale.size}x{scale.size}, medians of {scale.steps} steps\n")
 
