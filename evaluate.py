@@ -88,7 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="results", help="output folder")
     parser.add_argument("--batch-size", type=int, default=8, help="images per segmenter forward pass")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast for generating and segmenting, as train.py --amp (where the device has "
+                             "bf16: the CPU and CUDA from Ampere on; elsewhere fp32)")
     return parser.parse_args(argv)
 
 
@@ -464,7 +466,7 @@ def write_outputs(report: dict, sources: list[ImageSource], evalsets: dict, out:
 def evaluate(args) -> Path:
     """Find or take the image sources, generate, score with every segmenter, write the outputs."""
     device = resolve_device(args.device)
-    amp = args.amp and device.type == "cuda"
+    amp = args.amp
     checkpoints, out = Path(args.checkpoints), Path(args.out)
 
     def default_root():

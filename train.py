@@ -11,7 +11,6 @@ A run lives in <checkpoints-dir>/<name>/: options.json, latest.pt (complete stat
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -29,7 +28,11 @@ import torchvision
 from data import DataError
 from data.aligned import AlignedDataset
 from data.sampling import EpochSampler, SeededSamples
+from gan import rng
+from gan.amp import amp_dtype
+from gan.amp import autocast as mixed_precision
 from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
+from gan.distributed import gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.noise import probe_generator_noise
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
@@ -212,7 +215,7 @@ def restore_options(args: argparse.Namespace, saved: dict) -> argparse.Namespace
     return argparse.Namespace(**merged)
 
 
-def build_configs(args) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
+def build_configs(args, device: torch.device) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
     model = ModelConfig(netG=args.netG, netD=args.netD, ngf=args.ngf, ndf=args.ndf, n_layers_D=args.n_layers_D,
                         norm=args.norm, use_dropout=not args.no_dropout, gan_mode=args.gan_mode,
                         lambda_l1=args.lambda_l1)
@@ -220,37 +223,19 @@ def build_configs(args) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
                   inner_steps=args.inner_steps, prox_mode=args.prox_mode, inner_decay=not args.no_inner_decay)
 
     def optim_config(name: str) -> OptimConfig:
-        # torch's fused Adam/SGD kernels assume a parameter and its gradient share one memory layout,
-        # which channels_last does not guarantee (TRAdam/TRSGD check the layout themselves).
-        fused = False if args.channels_last and name in ("adam", "sgd") else None
+        # torch's fused Adam/SGD CPU kernels assume a parameter and its gradient share one memory layout,
+        # which channels_last does not guarantee (TRAdam/TRSGD check the layout themselves; the CUDA
+        # kernels check it too).
+        fused = False if args.channels_last and name in ("adam", "sgd") and device.type == "cpu" else None
         return OptimConfig(name=name, fused=fused, **common)
 
     return model, optim_config(args.optim), optim_config(args.optim_d)
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _numpy_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_as_tuple(state["python"]))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+def restore_rng(saved: dict, rank: int, device: torch.device) -> None:
+    """This rank's generators as saved (checkpoints before per-rank states hold one state for all)."""
+    states = saved.get("ranks", [saved])
+    rng.restore(states[rank] if rank < len(states) else states[0], device)
 
 
 # ----------------------------------------------------------------------------------------- logging
@@ -269,7 +254,7 @@ def distance_to_anchor(optimizer) -> float | None:
 def sample_grid(netG: torch.nn.Module, frames: dict, seed: int) -> torch.Tensor:
     """label | generated | real rows for the fixed frames, generated with the pix2pix test protocol
     (dropout on, the image's own batch statistics) on a copy of G, so training state is untouched."""
-    generator = copy.deepcopy(netG).train()
+    generator = local_copy(netG).train()  # under --norm syncbatch: plain batch norm, no collectives
     rows = []
     with torch.random.fork_rng(devices=[frames["input"].device] if frames["input"].is_cuda else []):
         torch.manual_seed(seed)
@@ -303,9 +288,10 @@ def train(args: argparse.Namespace) -> Pix2Pix:
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.amp and device.type == "cpu" and rank == 0:
-        print("--amp: bf16 autocast on the CPU (fast only on CPUs with AVX512-BF16 or AMX)", flush=True)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp else None
+    if args.amp and rank == 0 and (device.type == "cpu" or amp_dtype(device) is None):
+        print("--amp: bf16 autocast on the CPU (fast only on CPUs with AVX512-BF16 or AMX)" if device.type == "cpu"
+              else f"--amp: {device} has no native bf16; training in fp32", flush=True)
+    autocast = (lambda: mixed_precision(device)) if args.amp else None
     if args.norm == "syncbatch" and (world_size == 1 or device.type != "cuda"):
         if rank == 0:
             print("--norm syncbatch: needs torchrun on CUDA; using batch norm (same weights layout)", flush=True)
@@ -326,7 +312,7 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    model_config, optim_G, optim_D = build_configs(args)
+    model_config, optim_G, optim_D = build_configs(args, device)
     model = Pix2Pix(model_config, optim_G, optim_D, device=device)
     schedule = lambda epoch: lr_factor(epoch, args.n_epochs, args.n_epochs_decay)  # noqa: E731
     scheduler_G = torch.optim.lr_scheduler.LambdaLR(model.optimizer_G, schedule)
@@ -352,9 +338,12 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         if args.norm == "syncbatch":
             G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
             D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
-        ids = [device.index] if device.type == "cuda" else None
-        G = torch.nn.parallel.DistributedDataParallel(G, device_ids=ids)
-        D = torch.nn.parallel.DistributedDataParallel(D, device_ids=ids)
+        G = wrap_ddp(G, device)
+        # D runs twice (fake, real) before its backward: broadcasting its buffers before the second
+        # forward modifies batch-norm statistics the first one saved (an autograd error on torch >= 2.6
+        # before the upstream fix). D trains in training mode only, where they are not used; they are
+        # broadcast when training ends.
+        D = wrap_ddp(D, device, sync_buffers_each_forward=False)
     if args.compile:
         G, D = torch.compile(G), torch.compile(D)
     model.wrap(G, D)
@@ -379,24 +368,28 @@ def train(args: argparse.Namespace) -> Pix2Pix:
             probe = [(it["input"][None].to(device), it["target"][None].to(device))
                      for it in (probe_set[i] for i in range(min(args.noise_probe, len(probe_set))))]
     if checkpoint is not None:
-        set_rng_state(checkpoint["rng"])
+        restore_rng(checkpoint["rng"], rank, device)
         del checkpoint
 
     def save(path: Path, finished: bool = False) -> None:
         check_finite(last_losses)  # never replace a good checkpoint by a diverged one
+        rng_states = gather(rng.capture(device))  # every rank's own generators
         if rank != 0:
             return
         state = model.state()
         state.update(format_version=FORMAT_VERSION, options=options, epoch=epoch, epoch_step=epoch_step, step=step,
-                     scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(), rng=rng_state(),
-                     world_size=world_size, finished=finished)
+                     scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(),
+                     rng={"ranks": rng_states}, world_size=world_size, finished=finished)
         save_atomic(state, path)
 
     def check_finite(losses: dict) -> None:
-        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+        """All ranks stop together, with the same message, when any rank's loss is not finite."""
+        bad = nonfinite_ranks(losses)
         if bad:
-            raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}; the last good "
-                                     f"checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
+            ranks = sorted({r for ranks_of_loss in bad.values() for r in ranks_of_loss})
+            where = f" (rank {', '.join(map(str, ranks))})" if world_size > 1 else ""
+            raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}{where}; the last "
+                                     f"good checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
 
     def write_samples() -> None:
         grid = sample_grid(model.netG, frames, args.seed)

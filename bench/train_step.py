@@ -34,8 +34,9 @@ from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, set_requires_grad  # 
 class ReferenceStep:
     """The reference trainer's optimize_parameters() with torch.optim.Adam at its defaults."""
 
-    def __init__(self):
-        self.G, self.D = build_generator("unet_256"), build_discriminator("basic")
+    def __init__(self, netG: str = "unet_256", ngf: int = 64, ndf: int = 64, device="cpu"):
+        self.G = build_generator(netG, ngf=ngf).to(device)
+        self.D = build_discriminator("basic", ndf=ndf).to(device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.gan = GANLoss("vanilla")

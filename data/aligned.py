@@ -10,11 +10,12 @@ values are scaled to [-1, 1]. Without training (``train=False``) both halves are
 comes from ``<root>/<phase>_trainids/<file stem>.png`` when the folder has it (written by
 ``data.prepare`` and ``data.synthetic``), else from the colour half B by nearest label colour.
 
-Randomness: the crop position and the flip are drawn with ``torch.randint`` from torch's global
-generator inside ``__getitem__``. With ``num_workers=0`` they follow ``torch.manual_seed``; in
-DataLoader workers torch seeds each worker from the loader's base seed (itself drawn from the
-main process's generator or the loader's ``generator``), so a seeded run is reproducible for a
-fixed number of workers.
+Randomness: the crop position and the flip are drawn with ``torch.randint`` from the generator
+passed to :meth:`AlignedDataset.sample` (train.py gives each sample its own, see data.sampling), or
+from torch's global generator through ``dataset[index]``. With ``num_workers=0`` the latter follow
+``torch.manual_seed``; in DataLoader workers torch seeds each worker from the loader's base seed
+(itself drawn from the main process's generator or the loader's ``generator``), so a seeded run is
+reproducible for a fixed number of workers.
 """
 from __future__ import annotations
 
@@ -148,6 +149,10 @@ class AlignedDataset(torch.utils.data.Dataset):
         return color_to_train_ids(np.asarray(color_half), path=path)
 
     def __getitem__(self, index: int) -> dict:
+        return self.sample(index)
+
+    def sample(self, index: int, generator: torch.Generator | None = None) -> dict:
+        """Item ``index`` with its crop and flip drawn from ``generator`` (None: torch's global one)."""
         path = self.paths[index]
         try:
             pair = read_image(path)
@@ -162,9 +167,9 @@ class AlignedDataset(torch.utils.data.Dataset):
 
         if self.train:
             size = self.load_size
-            x = int(torch.randint(0, size - self.crop_size + 1, ()).item())
-            y = int(torch.randint(0, size - self.crop_size + 1, ()).item())
-            flip = self.flip and bool(torch.rand(()) < 0.5)
+            x = int(torch.randint(0, size - self.crop_size + 1, (), generator=generator).item())
+            y = int(torch.randint(0, size - self.crop_size + 1, (), generator=generator).item())
+            flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
         else:
             size, x, y, flip = self.crop_size, 0, 0, False
         box = (x, y, x + self.crop_size, y + self.crop_size)

@@ -3,11 +3,10 @@
 Training must continue bit for bit after a resume in the middle of an epoch, on any number of
 DataLoader workers. So the order of an epoch is a permutation drawn from (seed, epoch), and each
 sample is loaded under its own seed, drawn from (seed, epoch, position): the random crop and flip of
-a sample never depend on which worker loads it or on what came before.
+a sample never depend on which worker loads it or on what came before, and loading it touches no
+global generator.
 """
 from __future__ import annotations
-
-import random
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -63,10 +62,12 @@ class EpochSampler(Sampler):
 
 
 class SeededSamples(Dataset):
-    """Loads ``dataset[index]`` under torch's and Python's RNG seeded with ``sample_seed``.
+    """Loads ``dataset.sample(index, generator)`` with a generator of its own seeded with ``sample_seed``.
 
-    Keys are the ``(index, sample_seed)`` pairs of :class:`EpochSampler`. The caller's RNG state is
-    restored afterwards, so loading in the main process does not disturb training randomness (dropout).
+    Keys are the ``(index, sample_seed)`` pairs of :class:`EpochSampler`; the dataset draws all of a
+    sample's randomness from the generator it is given. No global generator is read or reseeded, so
+    loading in the training process (``num_workers=0``) leaves the CPU and CUDA streams (dropout)
+    exactly as they were: ``torch.manual_seed`` there would reset every CUDA generator at each sample.
     """
 
     def __init__(self, dataset: Dataset):
@@ -77,11 +78,4 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         index, sample_seed = key
-        python_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
-            random.seed(sample_seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(python_state)
+        return self.dataset.sample(index, generator=torch.Generator().manual_seed(sample_seed))

@@ -38,6 +38,7 @@ from PIL import Image
 from eval import EvalError
 from eval.metrics import ConfusionMeter, FastHistMeter, fcn_scores
 from eval.segmenters import NUM_CLASSES, Segmenter
+from gan.amp import autocast
 
 PROTOCOLS = ("256", "fullres")
 
@@ -192,7 +193,7 @@ def generate_images(generator: torch.nn.Module, evalset: EvalSet, out_dir, devic
         torch.cuda.manual_seed_all(seed)
     for i, name in enumerate(evalset.names):
         x = evalset.generator_input(i).unsqueeze(0).to(device)
-        with torch.autocast(device_type=device.type, enabled=amp and device.type == "cuda"):
+        with autocast(device, amp):
             fake = generator(x)
         image = to_uint8(fake[0]).permute(1, 2, 0).cpu().numpy()
         write_png(image, out_dir / f"{name}.png")
@@ -263,7 +264,7 @@ def score_batches(segmenter: Segmenter, batches: Iterable[tuple[torch.Tensor, to
     for images, labels in batches:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=amp and device.type == "cuda"):
+        with autocast(device, amp):
             pred = segmenter.predict(images, out_size=tuple(labels.shape[-2:]))
         meter.update(pred, labels)
         if bar is not None:

@@ -29,8 +29,11 @@ from eval.import_segmenter import IMPORTERS
 from eval.metrics import fcn_scores, per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
+from gan.amp import amp_dtype, autocast
 from gan.checkpoint import CheckpointError
 from gan.progress import progress
+
+LOSS_READ_EVERY = 50  # steps between reads of the loss for the progress bar
 
 # Presets: option values that replace the parser defaults (explicit options still win).
 PRESETS = {
@@ -75,7 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast, as train.py --amp (where the device has bf16: the CPU and CUDA from "
+                             "Ampere on; elsewhere ignored)")
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not options given on the command line
         preset = PRESETS[args.preset][args.arch]
@@ -150,7 +155,10 @@ def format_scores(scores: dict) -> str:
 
 
 def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step) -> int:
-    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step."""
+    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step.
+
+    The progress bar shows the mean loss of the last ``LOSS_READ_EVERY`` steps (and of the epoch's last
+    few), so the host waits for the device that rarely."""
     order = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
     color_rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch + 1)
     batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
@@ -159,10 +167,11 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
                                          pin_memory=device.type == "cuda")
     criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
     model.train()
-    for batch in loader:
+    loss_sum, losses = torch.zeros((), device=device), 0  # read back every LOSS_READ_EVERY steps only
+    for i, batch in enumerate(loader):
         photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=amp):
+        with autocast(device, amp):
             loss = criterion(model(photos).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -171,7 +180,11 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
         schedule.step()
         step += 1
         bar.update(1)
-        bar.set_postfix({"epoch": epoch + 1, "loss": loss.item()})
+        loss_sum += loss.detach()
+        losses += 1
+        if losses == LOSS_READ_EVERY or i + 1 == len(loader):  # a read waits for the device
+            bar.set_postfix({"epoch": epoch + 1, "loss": float(loss_sum) / losses})
+            loss_sum, losses = torch.zeros((), device=device), 0
     return step
 
 
@@ -182,9 +195,9 @@ def train(args: argparse.Namespace) -> Path:
     if args.load_size < args.crop_size:
         raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
     device = resolve_device(args.device)
-    amp = args.amp and device.type == "cuda"
+    amp = args.amp and amp_dtype(device) is not None
     if args.amp and not amp:
-        print("--amp ignored: mixed precision is used on CUDA only")
+        print(f"--amp ignored: {device} has no native bf16")
     if args.dataroot is None:
         from data.synthetic import default_dataset
         dataroot = Path(default_dataset())
@@ -207,11 +220,12 @@ def train(args: argparse.Namespace) -> Path:
 
     seed_everything(args.seed)
     model = build_segmenter(args.arch, config, input_size=(args.crop_size, args.crop_size))
+    model.to(device)  # before the optimizer exists: a resumed optimizer state follows the parameters' device
     steps_per_epoch = max(1, len(train_set) // min(args.batch_size, len(train_set)))
     total_steps = steps_per_epoch * args.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps) ** 0.9)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
     settings = {"arch": args.arch, "config": asdict(config), "dataroot": str(dataroot.resolve()),
                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
@@ -246,7 +260,6 @@ def train(args: argparse.Namespace) -> Path:
                 print(f"backbone initialised from {backbone_note}")
     backbone_note = backbone_note or "random initialisation"
 
-    model.to(device)
     dataset_name = dataroot.resolve().parent.name if dataroot.name == "pix2pix" else dataroot.resolve().name
     trained_on = {"dataroot": str(dataroot.resolve()), "name": dataset_name,
                   "train_frames": len(train_set), "val_frames": len(val_set)}

@@ -21,12 +21,13 @@ V is accumulated with Welford's update (no catastrophic cancellation, one parame
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from gan.distributed import local_copy
 
 
 class GradientMoments:
@@ -85,12 +86,13 @@ def probe_generator_noise(model, probe: Iterable[tuple[Tensor, Tensor]], seed: i
     """V, r_g, r_d and ‖w − w_t‖ of G at its current weights on the probe pairs (a, b), each [1, C, H, W].
 
     ``model`` is a :class:`gan.pix2pix.Pix2Pix`. The loss is G's training loss with D frozen, computed
-    on copies of G and D in training mode (batch statistics, dropout as in training), so the model, its
-    batch-norm buffers and the global random streams are untouched. Sample i uses dropout seed
+    on copies of G and D in training mode (batch statistics, dropout as in training; SyncBatchNorm made
+    local, so one rank can probe alone), so the model, its batch-norm buffers and the global random
+    streams are untouched. Sample i uses dropout seed
     ``seed + i``, the same at every call, so successive probes differ only by the weights.
     """
-    netG = copy.deepcopy(model.netG).train()
-    netD = copy.deepcopy(model.netD).train().requires_grad_(False)
+    netG = local_copy(model.netG).train()
+    netD = local_copy(model.netD).train().requires_grad_(False)
     params = [p for p in netG.parameters() if p.requires_grad]
     moments = GradientMoments(params)
     device = params[0].device

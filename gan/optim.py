@@ -14,16 +14,29 @@ keeps the value the user or a scheduler set. Beyond the base optimizer's state t
 parameter-sized buffer is the anchor.
 
 - :class:`TRAdam`: Adam exactly as ``torch.optim.Adam`` computes it (moments and bias correction never
-  reset), in one fused kernel per chunk of each tensor by default.
+  reset).
 - :class:`TRSGD`: SGD exactly as ``torch.optim.SGD`` (momentum, dampening, nesterov).
 - :class:`TrajectoryRegularizer`: wraps any other ``torch.optim.Optimizer`` (AdamW, RMSprop, ...).
+
+TRAdam and TRSGD update the tensors of each (device, dtype) bucket of a group on one of three paths,
+named as in torch's optimizers:
+
+- ``foreach=True`` (the default on CUDA), the multi-tensor path: d is formed for a chunk of up to
+  64 MB of tensors by one ``torch._foreach_*`` call and consumed by one call of torch's fused kernel
+  (with ``fused=False``: by torch's multi-tensor formula), so a step issues a constant number of
+  launches however many tensors there are;
+- ``foreach=False, fused=True`` (the default elsewhere), per tensor: torch's fused kernel fed chunk
+  by chunk of each tensor, d formed in a cache-sized piece right before the kernel reads it;
+- ``foreach=False, fused=False``: the plain per-tensor formula (also taken, tensor by tensor, where a
+  gradient's memory layout differs from its parameter's).
 
 Parameter groups may carry their own ``prox``, ``inner_steps``, ``inner_decay`` and ``prox_mode``.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections import defaultdict
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -32,6 +45,9 @@ from torch.optim import Optimizer
 PROX_MODES = ("paper", "reference")
 _FUSED_DEVICES = ("cpu", "cuda")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+MULTI_TENSOR_SCRATCH_BYTES = 64 * 10**6  # d of one chunk of the multi-tensor path
+PER_TENSOR_CHUNK = 1 << 20  # elements per kernel call of the per-tensor fused path (cache-sized on the CPU)
 
 
 def _check(condition: bool, name: str, value, rule: str) -> None:
@@ -44,6 +60,107 @@ def _check_tr_options(lr, prox, inner_steps, prox_mode) -> None:
     _check(prox >= 0.0, "prox", prox, "must be >= 0")
     _check(isinstance(inner_steps, int) and inner_steps >= 1, "inner_steps", inner_steps, "must be an integer >= 1")
     _check(prox_mode in PROX_MODES, "prox_mode", prox_mode, f"must be one of {', '.join(PROX_MODES)}")
+
+
+# ----------------------------------------------------------------------------- tensor bookkeeping
+def _buckets(params: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``params`` grouped by (device, dtype): a fused or multi-tensor kernel takes one of each."""
+    buckets = defaultdict(list)
+    for i, p in enumerate(params):
+        buckets[(p.device, p.dtype)].append(i)
+    return buckets
+
+
+def _is_dense(t: Tensor) -> bool:
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _match_layout(state: dict, keys: Iterable[str], p: Tensor) -> None:
+    """Give the state tensors ``keys`` of ``p`` its memory layout (a one-time copy, e.g. after the model
+    moved to channels_last), so that kernels reading them element by element pair the right elements."""
+    for key in keys:
+        t = state.get(key)
+        if t is not None and t.stride() != p.stride() and _is_dense(p):
+            state[key] = torch.empty_like(p).copy_(t)
+
+
+def _shares_layout(p: Tensor, tensors: Iterable[Tensor]) -> bool:
+    """True if ``p`` is dense and every tensor has its strides (position i of their memory is the same element)."""
+    stride = p.stride()
+    return _is_dense(p) and all(t.stride() == stride for t in tensors)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A 1-D view over the memory of a dense tensor."""
+    return t.as_strided((t.numel(),), (1,))
+
+
+def _chunks(lists: list[list[Tensor]], size: int) -> Iterator[tuple[list[int], list[list[Tensor]]]]:
+    """Split parallel lists of same-layout dense tensors into chunks of at most ``size`` elements each.
+
+    Yields (indices, pieces): for every chunk, the index of the tensor each piece comes from and the
+    pieces of each list (whole tensors, or 1-D views where a tensor is cut across chunks).
+    """
+    indices, pieces, room = [], [[] for _ in lists], size
+    for i, n in enumerate(t.numel() for t in lists[0]):
+        start = 0
+        while start < n:
+            take = min(n - start, room)
+            whole = take == n
+            for out, tensors in zip(pieces, lists):
+                out.append(tensors[i] if whole else _flat(tensors[i])[start:start + take])
+            indices.append(i)
+            start, room = start + take, room - take
+            if room == 0:
+                yield indices, pieces
+                indices, pieces, room = [], [[] for _ in lists], size
+    if indices:
+        yield indices, pieces
+
+
+def _fold_anchor(grads: list[Tensor], anchors: list[Tensor], c: float) -> list[Tensor]:
+    """g − c·w_t for each tensor (one multi-tensor call); with an L2 coefficient weight_decay + c
+    a kernel then forms d = g + weight_decay·w + c·(w − w_t) itself."""
+    return torch._foreach_add(grads, anchors, alpha=-c)
+
+
+def _directions(params: list[Tensor], grads: list[Tensor], anchors: list[Tensor], c: float) -> list[Tensor]:
+    """d = grad + c·(w − w_t) for each tensor (the proximal gradient of G_t without weight decay).
+
+    Every path forms d exactly through this function, so that they round it alike (torch's CPU
+    multi-tensor ops round a scalar factor of 16-bit tensors differently from ``Tensor.mul_``)."""
+    d = torch._foreach_sub(params, anchors)
+    torch._foreach_mul_(d, c)
+    torch._foreach_add_(d, grads)
+    return d
+
+
+def _direction(param: Tensor, grad: Tensor, anchor: Tensor, c: float) -> Tensor:
+    """d of one tensor (see :func:`_directions`)."""
+    return _directions([param], [grad], [anchor], c)[0]
+
+
+def _steps_on(states: list[dict], device: torch.device) -> list[Tensor]:
+    """The step counters of ``states``, moved to ``device`` where they are elsewhere (fused kernels read
+    them on the parameters' device; the plain formulas read them on the CPU, without a device sync)."""
+    steps = []
+    for state in states:
+        if state["step"].device != device:
+            state["step"] = state["step"].to(device)
+        steps.append(state["step"])
+    return steps
+
+
+def _can_fuse(params: list[Tensor]) -> bool:
+    return all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in params)
+
+
+def _chunk_elements(chunk_size: int | None, dtype: torch.dtype, multi_tensor: bool) -> int:
+    if chunk_size is not None:
+        return chunk_size
+    if multi_tensor:
+        return max(1, MULTI_TENSOR_SCRATCH_BYTES // dtype.itemsize)
+    return PER_TENSOR_CHUNK
 
 
 class _TrajectoryRegularized(Optimizer):
@@ -84,13 +201,15 @@ class _TrajectoryRegularized(Optimizer):
             if "anchor" not in state:
                 state["anchor"] = torch.empty_like(p, memory_format=torch.preserve_format)
                 state["anchor_round"] = -1
+            else:
+                _match_layout(state, ("anchor",), p)
             if state["anchor_round"] != round_index:
                 stale_params.append(p)
                 stale_anchors.append(state["anchor"])
                 state["anchor_round"] = round_index
             anchors.append(state["anchor"])
-        if stale_params:
-            torch._foreach_copy_(stale_anchors, stale_params)
+        for index in _buckets(stale_params).values():
+            torch._foreach_copy_([stale_anchors[i] for i in index], [stale_params[i] for i in index])
         return anchors
 
     def _params_with_grad(self, group: dict) -> list[Tensor]:
@@ -118,30 +237,50 @@ class _TrajectoryRegularized(Optimizer):
                 self._update(group, params, self._update_anchors(params, round_index), c, inner_lr)
         return loss
 
+    @staticmethod
+    def _multi_tensor_default(device: torch.device) -> bool:
+        """The multi-tensor path is the default on CUDA, where launches, not memory traffic, bound a step."""
+        return device.type == "cuda"
+
+    def _paths(self, group: dict, device: torch.device, dtype: torch.dtype) -> tuple[bool, bool]:
+        """(foreach, fused) for one (device, dtype) bucket of ``group``."""
+        foreach, fused = group.get("foreach"), group["fused"]
+        if foreach is None:
+            foreach = self._multi_tensor_default(device)
+        if fused is None:
+            fused = device.type in _FUSED_DEVICES and dtype in _FUSED_DTYPES
+        return foreach, fused
+
+    @torch.no_grad()
     def distance_to_anchor(self) -> float:
-        """‖w − w_t‖ over all parameters that have an anchor (for logging)."""
-        total = 0.0
+        """‖w − w_t‖ over all parameters that have an anchor (for logging): a few multi-tensor calls
+        per (device, dtype) and one read of the result."""
+        params, anchors = [], []
         for group in self.param_groups:
             for p in group["params"]:
                 anchor = self.state.get(p, {}).get("anchor")
                 if anchor is not None:
-                    total += float(torch.sub(p.detach(), anchor).float().pow(2).sum())
-        return math.sqrt(total)
-
-
-def _direction_into(out: Tensor, grad: Tensor, param: Tensor, anchor: Tensor, c: float) -> Tensor:
-    """out = grad + c·(param − anchor) (the proximal gradient of G_t without weight decay)."""
-    torch.sub(param, anchor, out=out)
-    return out.mul_(c).add_(grad)
-
-
-def _chunks(numel: int, size: int) -> Iterable[tuple[int, int]]:
-    for start in range(0, numel, size):
-        yield start, min(start + size, numel)
-
-
-def _can_fuse(params: list[Tensor]) -> bool:
-    return all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in params)
+                    params.append(p.detach())
+                    anchors.append(anchor)
+        per_device = defaultdict(list)  # ‖w − w_t‖ of each (device, dtype) bucket, in float64
+        for (device, dtype), index in _buckets(params).items():
+            pairs = [(params[i], anchors[i]) for i in index]
+            limit = _chunk_elements(None, dtype, multi_tensor=True)
+            norm_dtype = torch.float32 if dtype in _HALF_DTYPES else None
+            norms, chunk, size = [], [], 0
+            for pair in pairs + [None]:  # whole tensors, up to ``limit`` elements of differences at a time
+                if chunk and (pair is None or size + pair[0].numel() > limit):
+                    diffs = torch._foreach_sub([w for w, _ in chunk], [a for _, a in chunk])
+                    norms.extend(torch._foreach_norm(diffs, 2, dtype=norm_dtype))
+                    chunk, size = [], 0
+                if pair is not None:
+                    chunk.append(pair)
+                    size += pair[0].numel()
+            per_device[device].append(torch.linalg.vector_norm(torch.stack(norms)).double())
+        if not per_device:
+            return 0.0
+        totals = [torch.linalg.vector_norm(torch.stack(norms)).cpu() for norms in per_device.values()]
+        return float(torch.linalg.vector_norm(torch.stack(totals)))
 
 
 class TRAdam(_TrajectoryRegularized):
@@ -154,23 +293,27 @@ class TRAdam(_TrajectoryRegularized):
         inner_steps: S, steps between anchor updates (paper: 10).
         inner_decay: inner step size lr/(k+1) (the paper's decreasing step size) instead of lr.
         prox_mode: "paper" (c = λ) or "reference" (c = 2·λ·lr0/lr, the official code).
-        fused: None = fused kernel when every parameter allows it; True = require it; False = plain path.
-        chunk_size: elements per fused kernel call on the CPU; the chunk's gradient term is formed
-            in a cache-sized scratch buffer right before the kernel consumes it.
+        fused: None = torch's fused Adam kernel where the device and dtype allow it; True = require
+            it; False = torch's Adam formula in separate operations.
+        foreach: None = the multi-tensor path on CUDA, the per-tensor path elsewhere; True / False =
+            that path on any device (see the module docstring).
+        chunk_size: elements per kernel call; None = 64 MB of d per call on the multi-tensor path,
+            2^20 elements (a cache-sized piece of d) on the per-tensor path.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, prox: float = 0.1, inner_steps: int = 10,
                  inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None,
-                 chunk_size: int = 1 << 20):
+                 foreach: bool | None = None, chunk_size: int | None = None):
         _check(0.0 <= betas[0] < 1.0, "beta1", betas[0], "must be in [0, 1)")
         _check(0.0 <= betas[1] < 1.0, "beta2", betas[1], "must be in [0, 1)")
         _check(eps >= 0.0, "eps", eps, "must be >= 0")
         _check(weight_decay >= 0.0, "weight_decay", weight_decay, "must be >= 0")
-        _check(chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
+        _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
         _check_tr_options(lr, prox, inner_steps, prox_mode)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, prox=prox,
-                        inner_steps=inner_steps, inner_decay=inner_decay, prox_mode=prox_mode, fused=fused)
+                        inner_steps=inner_steps, inner_decay=inner_decay, prox_mode=prox_mode, fused=fused,
+                        foreach=foreach)
         self.chunk_size = chunk_size
         super().__init__(params, defaults)
         if fused:
@@ -178,36 +321,49 @@ class TRAdam(_TrajectoryRegularized):
                 if not _can_fuse(group["params"]):
                     raise ValueError("Invalid fused: True (needs float parameters on cpu or cuda)")
 
-    def _init_state(self, p: Tensor, amsgrad: bool) -> dict:
+    def _state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
+
+    def _init_state(self, p: Tensor, keys: tuple[str, ...]) -> dict:
         state = self.state[p]
         if "step" not in state:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        elif state["step"].device != p.device:  # e.g. a state_dict loaded with map_location="cpu"
-            state["step"] = state["step"].to(p.device)
-        if amsgrad and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] = torch.zeros((), dtype=torch.float32)
+        for key in keys:
+            if key not in state:
+                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        _match_layout(state, keys, p)
         return state
 
     def _update(self, group, params, anchors, c, lr):
-        """Adam along d on the fused or the plain path."""
-        states = [self._init_state(p, group["amsgrad"]) for p in params]
-        fused = group["fused"]
-        if fused is None:
-            fused = _can_fuse(params)
-        update = self._fused_update if fused else self._plain_update
-        update(group, params, anchors, states, c, lr)
+        """Adam along d, bucket by bucket on the path the group's ``foreach``/``fused`` select."""
+        keys = self._state_keys(group)
+        for (device, dtype), index in _buckets(params).items():
+            ps, ws = [params[i] for i in index], [anchors[i] for i in index]
+            states = [self._init_state(p, keys) for p in ps]
+            foreach, fused = self._paths(group, device, dtype)
+            if fused:  # the kernel reads memory linearly: a gradient laid out unlike its parameter goes plain
+                kernel_ok = [_shares_layout(p, [p.grad]) for p in ps]
+                plain = [i for i, ok in enumerate(kernel_ok) if not ok]
+                self._plain_update(group, [ps[i] for i in plain], [ws[i] for i in plain], [states[i] for i in plain],
+                                   c, lr)
+                if plain:
+                    ps, ws, states = ([x[i] for i, ok in enumerate(kernel_ok) if ok] for x in (ps, ws, states))
+                update = self._multi_tensor_fused_update if foreach else self._per_tensor_fused_update
+            else:
+                update = self._foreach_update if foreach else self._plain_update
+            update(group, ps, ws, states, c, lr)
 
+    # ---------------------------------------------------------------- paths
     def _plain_update(self, group, params, anchors, states, c, lr):
         """Straightforward per-tensor Adam on d, mirroring torch.optim.Adam's single-tensor formula."""
-        for p, anchor, state in zip(params, anchors, states):
-            state["step"] += 1
-            self._adam_single(group, p, _direction_into(torch.empty_like(p), p.grad, p, anchor, c), state, lr)
+        if not params:
+            return
+        torch._foreach_add_(_steps_on(states, torch.device("cpu")), 1)
+        self._adam_each(group, params, anchors, states, c, lr)
 
     @staticmethod
     def _adam_single(group, p, d, state, lr):
-        """One Adam update of ``p`` along ``d`` (``state["step"]`` already counts this step)."""
+        """One Adam update of ``p`` along ``d`` (``state["step"]``, on the CPU, already counts this step)."""
         beta1, beta2 = group["betas"]
         if group["weight_decay"] != 0:
             d.add_(p, alpha=group["weight_decay"])
@@ -224,94 +380,151 @@ class TRAdam(_TrajectoryRegularized):
         denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(group["eps"])
         p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
-    def _fused_update(self, group, params, anchors, states, c, lr):
+    def _foreach_update(self, group, params, anchors, states, c, lr):
+        """The plain formula in multi-tensor operations, chunk by chunk (bit-identical to it)."""
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(_steps_on(states, torch.device("cpu")), 1)
+        keys = self._state_keys(group)
+        lists = [params, [p.grad for p in params], anchors] + [[s[k] for s in states] for k in keys]
+        if not all(_shares_layout(p, [t[i] for t in lists[1:]]) for i, p in enumerate(params)):
+            return self._adam_each(group, params, anchors, states, c, lr)
+        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
+        for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, limit):
+            steps = [states[i]["step"].item() for i in index]  # CPU counters: no device sync
+            d = _directions(w, g, w_t, c)
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(d, w, alpha=group["weight_decay"])
+            torch._foreach_lerp_(m, d, 1 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, d, d, value=1 - beta2)
+            second_moment = v
+            if v_max:
+                torch._foreach_maximum_(v_max[0], v)
+                second_moment = v_max[0]
+            denom = torch._foreach_sqrt(second_moment)
+            torch._foreach_div_(denom, [(1 - beta2 ** s) ** 0.5 for s in steps])
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(w, m, denom, [-lr / (1 - beta1 ** s) for s in steps])
+            del d, denom  # before the next chunk's exist
+
+    def _adam_each(self, group, params, anchors, states, c, lr):
+        """The plain formula, tensor by tensor, for tensors whose step counters already count this step."""
+        for p, anchor, state in zip(params, anchors, states):
+            self._adam_single(group, p, _direction(p, p.grad, anchor, c), state, lr)
+
+    def _kernel_args(self, group: dict, lr: float, c: float, exact: bool) -> dict:
+        beta1, beta2 = group["betas"]
+        weight_decay = group["weight_decay"] if exact or c == 0.0 else group["weight_decay"] + c
+        return dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"], maximize=False,
+                    weight_decay=weight_decay)
+
+    def _multi_tensor_fused_update(self, group, params, anchors, states, c, lr):
+        """torch's fused kernel over chunks of up to 64 MB of tensors; d of a chunk is formed by one
+        multi-tensor call (g − c·w_t, the kernel adding (weight_decay + c)·w), or by three for 16-bit
+        floats, where d is formed exactly (see :meth:`_per_tensor_fused_update`). With c = 0 the
+        kernel reads the gradients themselves, one call for the whole bucket."""
+        if not params:
+            return
+        steps = _steps_on(states, params[0].device)
+        torch._foreach_add_(steps, 1)
+        exact = params[0].dtype in _HALF_DTYPES
+        kernel_args = self._kernel_args(group, lr, c, exact)
+        lists = [params, [p.grad for p in params], anchors] + [[s[k] for s in states] for k in self._state_keys(group)]
+        if c == 0.0:
+            w, g, _, m, v, *v_max = lists
+            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], steps, **kernel_args)
+            return
+        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
+        for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, limit):
+            d = _directions(w, g, w_t, c) if exact else _fold_anchor(g, w_t, c)
+            torch._fused_adam_(w, d, m, v, v_max[0] if v_max else [], [steps[i] for i in index], **kernel_args)
+            del d  # before the next chunk's d exists
+
+    def _per_tensor_fused_update(self, group, params, anchors, states, c, lr):
         """torch's fused Adam kernel, fed chunk by chunk of each tensor.
 
         The kernel adds its weight-decay term to the gradient it is given, so for 32/64-bit floats the
         chunk's gradient is g − c·w_t (one pass over the anchor, into a cache-sized scratch buffer)
         and the kernel's L2 coefficient is weight_decay + c: the same d = g + wd·w + c·(w − w_t) up to
         float rounding. For 16-bit floats, where that rounding would be coarse, d is formed exactly
-        and passed with weight_decay. A tensor whose gradient or state is laid out differently from
-        it (possible after a change of memory format) takes the plain formula.
+        and passed with weight_decay.
         """
-        beta1, beta2 = group["betas"]
-        kernel_args = dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"],
-                           maximize=False)
-        weight_decay = group["weight_decay"]
-        state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
-        torch._foreach_add_([state["step"] for state in states], 1)
-        fusable = []
-        for p, anchor, state in zip(params, anchors, states):
-            flat = _flat_views([p, p.grad, anchor] + [state[key] for key in state_keys])
-            if flat is None:
-                self._adam_single(group, p, _direction_into(torch.empty_like(p), p.grad, p, anchor, c), state, lr)
-            else:
-                fusable.append((flat, state["step"]))
-        if not fusable:
+        if not params:
             return
+        steps = _steps_on(states, params[0].device)
+        torch._foreach_add_(steps, 1)
+        exact = params[0].dtype in _HALF_DTYPES
+        kernel_args = self._kernel_args(group, lr, c, exact)
+        keys = self._state_keys(group)
         if c == 0.0:  # d = grad: the kernel reads the gradients directly (it does not write them)
-            w, g, _, m, v, *v_max = (list(x) for x in zip(*(flat for flat, _ in fusable)))
-            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], [step for _, step in fusable],
-                               weight_decay=weight_decay, **kernel_args)
+            w, g, m, v, *v_max = [params, [p.grad for p in params]] + [[s[k] for s in states] for k in keys]
+            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], steps, **kernel_args)
             return
-        device_is_cpu = fusable[0][0][0].device.type == "cpu"
-        chunk = min(self.chunk_size if device_is_cpu else 1 << 24, max(flat[0].numel() for flat, _ in fusable))
-        scratch = {}
-        for flat, step in fusable:
-            key = (flat[0].device, flat[0].dtype)
-            if key not in scratch:
-                scratch[key] = torch.empty(chunk, dtype=flat[0].dtype, device=flat[0].device)
-            exact = flat[0].dtype in (torch.float16, torch.bfloat16)
-            for start, end in _chunks(flat[0].numel(), chunk):
-                w, g, w_t, m, v, *v_max = (x[start:end] for x in flat)
-                d = scratch[key][: end - start]
+        chunk = min(_chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=False),
+                    max(p.numel() for p in params))
+        scratch = None if exact else torch.empty(chunk, dtype=params[0].dtype, device=params[0].device)
+        for p, anchor, state, step in zip(params, anchors, states, steps):
+            flat = [_flat(t) for t in [p, p.grad, anchor] + [state[k] for k in keys]]
+            for start in range(0, flat[0].numel(), chunk):
+                w, g, w_t, m, v, *v_max = (x[start:start + chunk] for x in flat)
                 if exact:
-                    _direction_into(d, g, w, w_t, c)
+                    d = _direction(w, g, w_t, c)
                 else:
-                    torch.add(g, w_t, alpha=-c, out=d)
-                torch._fused_adam_([w], [d], [m], [v], v_max, [step],
-                                   weight_decay=weight_decay if exact else weight_decay + c, **kernel_args)
-
-
-def _flat_views(tensors: list[Tensor]) -> list[Tensor] | None:
-    """1-D views over the memory of tensors that share one dense layout (contiguous, channels_last,
-    ...), so that position i of every view is the same element; None if their layouts differ."""
-    first = tensors[0]
-    if any(t.stride() != first.stride() or t.shape != first.shape for t in tensors):
-        return None
-    if not (first.is_contiguous() or (first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last))):
-        return None
-    return [t.as_strided((t.numel(),), (1,)) for t in tensors]
+                    d = torch.add(g, w_t, alpha=-c, out=scratch[: w.numel()])
+                torch._fused_adam_([w], [d], [m], [v], v_max, [step], **kernel_args)
 
 
 class TRSGD(_TrajectoryRegularized):
     """SGD (with momentum, dampening, nesterov) on the trajectory-regularized objective (TRSGD).
 
-    Args as ``torch.optim.SGD`` plus ``prox`` (λ), ``inner_steps`` (S), ``inner_decay``, ``prox_mode``
-    and ``fused`` (None = torch's fused SGD kernel when every parameter allows it).
+    Args as ``torch.optim.SGD`` plus ``prox`` (λ), ``inner_steps`` (S), ``inner_decay``, ``prox_mode``,
+    ``fused`` (None = torch's fused SGD kernel where the device and dtype allow it), ``foreach`` (None =
+    the multi-tensor path on CUDA) and ``chunk_size`` (elements per multi-tensor call; None = 64 MB of d),
+    as for :class:`TRAdam`.
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, prox: float = 0.1, inner_steps: int = 10,
-                 inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None):
+                 inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None,
+                 foreach: bool | None = None, chunk_size: int | None = None):
         _check(momentum >= 0.0, "momentum", momentum, "must be >= 0")
         _check(weight_decay >= 0.0, "weight_decay", weight_decay, "must be >= 0")
         _check(not nesterov or (momentum > 0 and dampening == 0), "nesterov", nesterov,
                "requires momentum > 0 and dampening = 0")
+        _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
         _check_tr_options(lr, prox, inner_steps, prox_mode)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, prox=prox, inner_steps=inner_steps, inner_decay=inner_decay,
-                        prox_mode=prox_mode, fused=fused)
+                        prox_mode=prox_mode, fused=fused, foreach=foreach)
+        self.chunk_size = chunk_size
         super().__init__(params, defaults)
+        if fused:
+            for group in self.param_groups:
+                if not _can_fuse(group["params"]):
+                    raise ValueError("Invalid fused: True (needs float parameters on cpu or cuda)")
 
     def _update(self, group, params, anchors, c, lr):
-        """SGD along d, one tensor at a time (d lives only while its tensor is updated)."""
-        fused = group["fused"]
-        if fused is None:
-            fused = _can_fuse(params)
-        for p, anchor in zip(params, anchors):
-            d = _direction_into(torch.empty_like(p), p.grad, p, anchor, c)
-            (self._fused_update if fused else self._plain_update)(group, p, d, lr)
+        """SGD along d, bucket by bucket on the path the group's ``foreach``/``fused`` select."""
+        for (device, dtype), index in _buckets(params).items():
+            ps, ws = [params[i] for i in index], [anchors[i] for i in index]
+            for p in ps:
+                _match_layout(self.state[p], ("momentum_buffer",), p)
+            foreach, fused = self._paths(group, device, dtype)
+            if foreach and all(_shares_layout(p, [p.grad, w]) for p, w in zip(ps, ws)):
+                # parameters whose momentum buffer starts now and the others: two calls (first steps only)
+                first = [group["momentum"] != 0 and "momentum_buffer" not in self.state[p] for p in ps]
+                for is_first in (True, False):
+                    sub = [i for i, f in enumerate(first) if f == is_first]
+                    if sub:
+                        update = self._multi_tensor_fused_update if fused else self._foreach_update
+                        update(group, [ps[i] for i in sub], [ws[i] for i in sub], c, lr, is_first)
+                continue
+            for p, anchor in zip(ps, ws):  # per tensor: d lives only while its tensor is updated
+                d = _direction(p, p.grad, anchor, c)
+                if fused and _shares_layout(p, [p.grad, d]):
+                    self._fused_update(group, p, d, lr)
+                else:
+                    self._plain_update(group, p, d, lr)
 
     def _plain_update(self, group, p, d, lr):
         """torch.optim.SGD's single-tensor formula on d."""
@@ -338,6 +551,57 @@ class TRSGD(_TrajectoryRegularized):
         torch._fused_sgd_([p], [d], buffers, weight_decay=group["weight_decay"], momentum=group["momentum"], lr=lr,
                           dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
                           is_first_step=first)
+
+    def _buffers(self, group, params, is_first):
+        """The momentum buffers of ``params`` (created empty on their first step), [] without momentum."""
+        if group["momentum"] == 0:
+            return []
+        if is_first:
+            for p in params:
+                self.state[p]["momentum_buffer"] = torch.empty_like(p, memory_format=torch.preserve_format)
+        return [self.state[p]["momentum_buffer"] for p in params]
+
+    def _multi_tensor_fused_update(self, group, params, anchors, c, lr, is_first):
+        """torch's fused SGD kernel over chunks of up to 64 MB of tensors, d of a chunk formed by one
+        multi-tensor call as in :meth:`TRAdam._multi_tensor_fused_update`."""
+        exact = params[0].dtype in _HALF_DTYPES
+        weight_decay = group["weight_decay"] if exact or c == 0.0 else group["weight_decay"] + c
+        kernel_args = dict(weight_decay=weight_decay, momentum=group["momentum"], lr=lr,
+                           dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
+                           is_first_step=is_first)
+        buffers = self._buffers(group, params, is_first)
+        lists = [params, [p.grad for p in params], anchors] + ([buffers] if buffers else [])
+        if c == 0.0:
+            torch._fused_sgd_(lists[0], lists[1], buffers, **kernel_args)
+            return
+        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
+        for _, (w, g, w_t, *bufs) in _chunks(lists, limit):
+            d = _directions(w, g, w_t, c) if exact else _fold_anchor(g, w_t, c)
+            torch._fused_sgd_(w, d, bufs[0] if bufs else [], **kernel_args)
+            del d  # before the next chunk's d exists
+
+    def _foreach_update(self, group, params, anchors, c, lr, is_first):
+        """The plain formula in multi-tensor operations, chunk by chunk (bit-identical to it)."""
+        momentum = group["momentum"]
+        buffers = self._buffers(group, params, is_first) if momentum != 0 else []
+        lists = [params, [p.grad for p in params], anchors] + ([buffers] if buffers else [])
+        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
+        for _, (w, g, w_t, *bufs) in _chunks(lists, limit):
+            d = _directions(w, g, w_t, c)
+            if group["weight_decay"] != 0:
+                torch._foreach_add_(d, w, alpha=group["weight_decay"])
+            if momentum != 0:
+                if is_first:
+                    torch._foreach_copy_(bufs[0], d)
+                else:
+                    torch._foreach_mul_(bufs[0], momentum)
+                    torch._foreach_add_(bufs[0], d, alpha=1 - group["dampening"])
+                if group["nesterov"]:
+                    torch._foreach_add_(d, bufs[0], alpha=momentum)
+                else:
+                    d = bufs[0]
+            torch._foreach_add_(w, d, alpha=-lr)
+            del d  # before the next chunk's d exists
 
 
 class TrajectoryRegularizer(_TrajectoryRegularized):
@@ -375,7 +639,7 @@ class TrajectoryRegularizer(_TrajectoryRegularized):
                 grads = [(p, p.grad) for p in params]
                 saved.append((group, group["lr"], grads))
                 for (p, grad), anchor in zip(grads, anchors):
-                    p.grad = _direction_into(torch.empty_like(p), grad, p, anchor, c)
+                    p.grad = _direction(p, grad, anchor, c)
                 group["lr"] = inner_lr
             self.base.step()
         finally:

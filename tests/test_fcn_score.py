@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from eval import EvalError
 from eval.fcn_score import (check_image_folder, generate_images, open_eval_set, read_image, score_folder,
@@ -167,3 +168,31 @@ def test_image_folder_problems_name_the_file(synthetic_root, tmp_path):
         check_image_folder(tmp_path, evalset)
     message = str(info.value)
     assert "1 of 3 val frames" in message and evalset.names[2] in message and "\n" not in message
+
+
+class ConvDtypes(TorchDispatchMode):
+    """The dtypes convolutions compute in while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.startswith("convolution"):
+            self.dtypes.add(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+def test_amp_means_bf16_autocast_as_in_training(synthetic_root, tmp_path):
+    """evaluate.py --amp and train.py --amp mean the same: bf16 autocast where the device has bf16
+    (the CPU included), for generating and for segmenting."""
+    evalset = open_eval_set(synthetic_root)
+    torch.manual_seed(0)
+    with ConvDtypes() as generating:
+        generate_images(build_generator("unet_64", ngf=8), evalset, tmp_path, CPU, amp=True)
+    with ConvDtypes() as segmenting:
+        score_folder(varied_segmenter(), evalset, tmp_path, CPU, amp=True)
+    assert generating.dtypes == {torch.bfloat16} and segmenting.dtypes == {torch.bfloat16}
+    with ConvDtypes() as plain:
+        score_folder(varied_segmenter(), evalset, tmp_path, CPU, amp=False)
+    assert plain.dtypes == {torch.float32}

@@ -42,8 +42,8 @@ class RandomItems(torch.utils.data.Dataset):
     def __len__(self):
         return 4
 
-    def __getitem__(self, index):
-        return torch.rand(()).item(), random.random()
+    def sample(self, index, generator):
+        return torch.rand((), generator=generator).item()
 
 
 def test_samples_depend_on_their_seed_only_and_leave_the_callers_rng_alone():
@@ -55,4 +55,41 @@ def test_samples_depend_on_their_seed_only_and_leave_the_callers_rng_alone():
     random.seed(0)
     first = data[(1, 123)]
     assert data[(2, 123)] == first and data[(1, 124)] != first
+    assert first == torch.rand((), generator=torch.Generator().manual_seed(123)).item()
     assert torch.rand(()) == expected_torch and random.random() == expected_python
+
+
+def test_loading_a_sample_never_reseeds_any_generator(synthetic_root, monkeypatch):
+    """With --num-workers 0 samples load in the training process: reseeding torch there would reset the
+    CUDA generators (dropout) at every sample. A sample's crop and flip come from its own generator."""
+    from data.aligned import AlignedDataset
+
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: seeded.append(seed))
+    dataset = AlignedDataset(synthetic_root, "train", load_size=72, crop_size=64)
+    samples = SeededSamples(dataset)
+    torch.manual_seed(5)
+    seeded.clear()
+    state = torch.get_rng_state()
+    items = [samples[(i, 1000 + i)] for i in range(len(dataset))]
+    assert seeded == [], "loading a sample reseeded the CUDA generators"
+    assert torch.equal(torch.get_rng_state(), state)
+    again = [samples[(i, 1000 + i)] for i in range(len(dataset))]
+    assert all(torch.equal(a["input"], b["input"]) for a, b in zip(items, again))
+    crops = {tuple(samples[(0, seed)]["input"][0, :2, :2].flatten().tolist()) for seed in range(8)}
+    assert len(crops) > 1  # the seed does choose the crop
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(synthetic_root):
+    from data.aligned import AlignedDataset
+
+    dataset = SeededSamples(AlignedDataset(synthetic_root, "train", load_size=72, crop_size=64))
+
+    def batches(workers):
+        sampler = EpochSampler(len(dataset), seed=3)
+        sampler.set_epoch(1)
+        loader = torch.utils.data.DataLoader(dataset, sampler=sampler, num_workers=workers)
+        return [batch["input"] for batch in loader]
+
+    assert all(torch.equal(a, b) for a, b in zip(batches(0), batches(2)))

@@ -1,5 +1,6 @@
 """train.py: options, run folders, exact resume after SIGKILL, NaN stop, logging, torchrun on the CPU."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -158,28 +159,93 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_hold_identical_weights(synthetic_root, tmp_path):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(
-        "import os, sys, torch\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "import train\n"
-        "args = train.parse_args(sys.argv[1:])\n"
-        "model = train.train(args)\n"
-        "rank = int(os.environ['RANK'])\n"
-        f"torch.save({{'G': model.netG.state_dict(), 'D': model.netD.state_dict()}}, {str(tmp_path)!r} + f'/rank{{rank}}.pt')\n"
-    )
+DDP_SCRIPT = """
+import contextlib, os, sys, torch
+sys.path.insert(0, {repo!r})
+# DDP of torch 2.6 up to its upstream fix broadcasts buffers before every forward by an in-place copy that
+# bumps their version counters; this torch preserves them. Undo that, to run as those releases do.
+torch.autograd._unsafe_preserve_version_counter = lambda tensors: contextlib.nullcontext()
+import train
+rank = int(os.environ["RANK"])
+{extra}
+args = train.parse_args(sys.argv[1:])
+model = train.train(args)
+torch.save({{"G": model.netG.state_dict(), "D": model.netD.state_dict()}}, {out!r} + f"/rank{{rank}}.pt")
+"""
+DDP_TINY = ["--netG", "unet_64", "--load-size", "72", "--crop-size", "64", "--n-epochs", "1", "--n-epochs-decay",
+            "1", "--save-epoch-freq", "1"]  # unet_64 has dropout: each rank's RNG stream matters
+
+
+def torchrun(script, *args, timeout=240):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), str(script), *tiny_args(synthetic_root, tmp_path / "runs", "--max-steps", "4")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+               str(_free_port()), str(script), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ddp_weights(folder):
+    return [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def test_torchrun_two_processes_hold_identical_weights_and_resume_exactly(synthetic_root, tmp_path):
+    """Two gloo processes, batch norm in D (two forwards before one backward): all ranks end with the
+    same weights, and a run resumed from the checkpoint of its first epoch ends where the whole run does,
+    because every rank gets its own RNG stream back (dropout differs per rank)."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for folder in (whole, resumed):
+        folder.mkdir()
+        (folder / "ddp_run.py").write_text(DDP_SCRIPT.format(repo=str(REPO), extra="", out=str(folder)))
+    result = torchrun(whole / "ddp_run.py", *tiny_args(synthetic_root, whole / "runs", *DDP_TINY))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = ddp_weights(whole)
     for net in ("G", "D"):
         for name in rank0[net]:
             assert torch.equal(rank0[net][name], rank1[net][name]), f"{net}.{name} differs between ranks"
-    start = load_checkpoint(tmp_path / "runs" / "tradam_seed0" / "latest.pt")
-    assert start["step"] == 4 and start["world_size"] == 2
+    run = whole / "runs" / "tradam_seed0"
+    final = load_checkpoint(run / "latest.pt")
+    assert final["step"] == 4 and final["world_size"] == 2 and len(final["rng"]["ranks"]) == 2
+
+    (resumed / "runs" / "tradam_seed0").mkdir(parents=True)
+    shutil.copy(run / "epoch_001.pt", resumed / "runs" / "tradam_seed0" / "latest.pt")  # after step 2 of 4
+    result = torchrun(resumed / "ddp_run.py", *tiny_args(synthetic_root, resumed / "runs", *DDP_TINY, "--resume"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for net in ("G", "D"):
+        for name, value in rank0[net].items():
+            assert torch.equal(ddp_weights(resumed)[0][net][name], value), f"{net}.{name}: resumed run differs"
+
+
+def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_path):
+    """Rank 1's loss turns NaN: both ranks stop at the next check with the same one-line error and a
+    non-zero exit, instead of rank 0 waiting forever at its next collective."""
+    failing = (
+        "original = train.Pix2Pix.training_step\n"
+        "calls = [0]\n"
+        "def training_step(self, *a, **k):\n"
+        "    losses = original(self, *a, **k)\n"
+        "    calls[0] += 1\n"
+        "    if rank == 1 and calls[0] >= 3:\n"
+        "        losses['G_L1'] = torch.tensor(float('nan'))\n"
+        "    return losses\n"
+        "train.Pix2Pix.training_step = training_step\n"
+        f"sys.stderr = open({str(tmp_path)!r} + f'/rank{{rank}}.err', 'w')\n"
+        "code = train.main(sys.argv[1:])\n"
+        "sys.stderr.close()\n"
+        f"open({str(tmp_path)!r} + f'/rank{{rank}}.code', 'w').write(str(code))\n"
+        "sys.exit(code)\n"
+    )
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), extra=failing, out=str(tmp_path)))
+    try:
+        result = torchrun(script, *tiny_args(synthetic_root, tmp_path / "runs", "--n-epochs", "3"), timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the ranks did not stop together (a rank waited for one that had left)")
+    assert result.returncode != 0
+    codes = [(tmp_path / f"rank{r}.code").read_text() if (tmp_path / f"rank{r}.code").exists() else None
+             for r in (0, 1)]
+    assert codes == ["1", "1"], f"exit codes of the ranks: {codes}"
+    errors = [(tmp_path / f"rank{r}.err").read_text().splitlines() for r in (0, 1)]
+    assert errors[0] == errors[1] and len(errors[0]) == 1, errors  # one line, the same on both ranks
+    assert errors[0][0].startswith("error: ") and "non-finite loss G_L1 at step 4 (rank 1)" in errors[0][0]
 
 
 def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
@@ -191,14 +257,15 @@ def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
 
 def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
     """torch's fused CPU Adam mixes up elements when a parameter is channels_last and its gradient is
-    not; with --channels-last the baseline optimizers must take torch's unfused path."""
+    not; with --channels-last the baseline optimizers must take torch's unfused path on the CPU. On CUDA
+    the fused kernels check layouts themselves, so Adam keeps its fused kernel there (as TRAdam does)."""
     w = torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last)
     p = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
     p.grad = torch.randn(8, 4, 3, 3)  # contiguous gradient of a channels_last parameter
     expected = w - 0.1 * torch.sign(p.grad)  # Adam's first step moves each weight by lr against its gradient
     for optim in ("adam", "sgd", "tradam", "trsgd"):
         args = train.parse_args(["--optim", optim, "--channels-last"])
-        config = train.build_configs(args)[1]
+        config = train.build_configs(args, torch.device("cpu"))[1]
         if optim == "adam":
             q = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
             q.grad = p.grad.clone()
@@ -207,6 +274,7 @@ def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
             build_optimizer([q], config).step()
             torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-4)
         assert config.fused is (False if optim in ("adam", "sgd") else None)
+        assert train.build_configs(args, torch.device("cuda", 0))[1].fused is None
 
 
 def test_noise_probes_are_logged_and_leave_the_trajectory_unchanged(synthetic_root, tmp_path):

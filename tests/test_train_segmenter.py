@@ -106,3 +106,76 @@ def test_demo_preset_fills_defaults_and_explicit_options_win():
     assert args.epochs == 2 and args.crop_size == preset["crop_size"]
     config = ts.parse_config("fcn8s", args.config)
     assert config.width_mult == 0.5 and config.batch_norm is True
+
+
+def crash_after_first_epoch(monkeypatch, args):
+    """Run ``args`` until the resume file of epoch 1 is written, then stop as an interrupt would."""
+    real_save = ts.save_segmenter
+
+    def save(path, model, meta, extra=None):
+        real_save(path, model, meta, extra)
+        if extra and extra["train_state"]["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ts, "save_segmenter", save)
+    with pytest.raises(KeyboardInterrupt):
+        ts.main(args)
+    monkeypatch.setattr(ts, "save_segmenter", real_save)
+
+
+class StopHere(Exception):
+    pass
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # weights need no values on meta
+def test_resumed_optimizer_state_lives_on_the_training_device(synthetic_root, tmp_path, monkeypatch):
+    """--resume on a GPU: the AdamW moments must be where the parameters are when the first step runs
+    (the meta device stands in for CUDA)."""
+    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--out", str(tmp_path / "fcn8s.pt")]
+    crash_after_first_epoch(monkeypatch, args)
+    seen = {}
+
+    def first_step(model, train_set, args, epoch, optimizer, *rest):
+        seen["params"] = {p.device.type for p in model.parameters()}
+        seen["state"] = {t.device.type for s in optimizer.state.values() for t in s.values()
+                         if torch.is_tensor(t) and t.dim() > 0}
+        raise StopHere
+
+    monkeypatch.setattr(ts, "resolve_device", lambda name: torch.device("meta"))
+    monkeypatch.setattr(ts, "train_one_epoch", first_step)
+    with pytest.raises(StopHere):
+        ts.main(args + ["--resume"])
+    assert seen["params"] == {"meta"} and seen["state"] == {"meta"}
+
+
+def test_training_reads_the_loss_back_rarely(synthetic_root, tmp_path, monkeypatch):
+    """Reading a loss value waits for the GPU; an epoch of 4 steps reads it once (the progress bar shows
+    the epoch's mean loss), not once per step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LossReads(TorchDispatchMode):
+        """Reads of floating-point values other than AdamW's own step counters (CPU tensors)."""
+
+        def __init__(self, optimizer):
+            super().__init__()
+            self.optimizer, self.reads = optimizer, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default and args[0].is_floating_point():
+                if not any(args[0] is s.get("step") for s in self.optimizer.state.values()):
+                    self.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    real_epoch, reads = ts.train_one_epoch, []
+
+    def counted_epoch(model, train_set, args, epoch, optimizer, *rest):
+        with LossReads(optimizer) as counter:
+            step = real_epoch(model, train_set, args, epoch, optimizer, *rest)
+        reads.append(counter.reads)
+        return step
+
+    monkeypatch.setattr(ts, "train_one_epoch", counted_epoch)
+    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--batch-size", "1", "--max-val-frames", "1",
+                   "--out", str(tmp_path / "fcn8s.pt")]
+    assert ts.main(args) == 0
+    assert reads == [1, 1]
