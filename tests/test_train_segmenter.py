@@ -50,7 +50,7 @@ def test_a_few_steps_beat_chance_and_save_everything(synthetic_root, tmp_path, c
     labels = torch.stack([val[i]["label"] for i in range(len(val))])
     pred = model.predict(photos)
     keep = labels != 255
-    assert (pred[keep] == labels[keep]).float().mean().item() == pytest.approx(scores["pixel_acc"], abs=1e-9)
+    assert (pred[keep] == labels[keep]).double().mean().item() == pytest.approx(scores["pixel_acc"], abs=1e-9)
 
 
 def test_resume_continues_the_same_trajectory(synthetic_root, tmp_path, monkeypatch):
