@@ -94,6 +94,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def validate(args) -> None:
+    """One-line errors (EvalError) for bad options, before any work."""
+    for name in ("max_frames", "batch_size", "size", "figure_frames", "ngf"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise EvalError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise EvalError(f"--seed must be >= 0, got {args.seed}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise EvalError(f"--out {args.out}: exists and is not a folder")
+
+
 # ------------------------------------------------------------------------------ what to score
 @dataclass
 class ImageSource:
@@ -146,6 +158,9 @@ def find_runs(checkpoints: Path, only: list[str] | None = None) -> list[ImageSou
         if not options_path.is_file() and (folder / "latest_net_G.pth").is_file():
             print(f"skipping {folder}: a reference trainer run; score it with "
                   f"--generator {folder / 'latest_net_G.pth'}")
+            continue
+        if not only and not latest.is_file():
+            print(f"skipping {folder}: no checkpoint yet (no latest.pt: a run that is starting or never saved)")
             continue
         if not any(folder.iterdir()):
             raise EvalError(f"{folder}: empty run folder (no options.json, no latest.pt)")
@@ -500,9 +515,14 @@ def main(argv=None) -> int:
     from gan.checkpoint import CheckpointError
     args = parse_args(argv)
     try:
+        validate(args)
         out = evaluate(args)
     except (EvalError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output that cannot be written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}/results.md, results.json, results.csv, per_class_*.md, comparison.png and the "
           f"generated images {out}/<run>/images/<frame>.png")

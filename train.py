@@ -7,15 +7,18 @@
 
 A run lives in <checkpoints-dir>/<name>/: options.json, latest.pt (complete state, every
 --save-latest-freq steps and each epoch), epoch_<NNN>.pt, events/ (TensorBoard) and samples/.
+Ctrl-C or SIGTERM stops after the current step with a saved latest.pt (exit 130 / 143); --resume
+continues from it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
-import shutil
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,17 +29,20 @@ import torch.distributed as dist
 import torchvision
 
 from data import DataError
-from data.aligned import AlignedDataset
+from data.aligned import AlignedDataset, dataset_fingerprint
 from data.sampling import EpochSampler, SeededSamples
 from gan import rng
 from gan.amp import amp_dtype
 from gan.amp import autocast as mixed_precision
-from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_atomic
-from gan.distributed import gather, local_copy, nonfinite_ranks, wrap_ddp
+from gan.checkpoint import (FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries,
+                            save_atomic)
+from gan.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
+from gan.distributed import any_rank, gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.noise import probe_generator_noise
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
 from gan.progress import progress
+from gan.run_folder import RunFolder, RunFolderError
 
 PRESETS = {
     # The paper's configuration (pix2pix's Cityscapes defaults).
@@ -45,9 +51,14 @@ PRESETS = {
     "demo": dict(netG="unet_64", ngf=32, ndf=32, load_size=72, crop_size=64, n_epochs=10, n_epochs_decay=10,
                  num_workers=0, log_freq=50, image_freq=500, save_latest_freq=1000, save_epoch_freq=5),
 }
-# Options that may change when a run is resumed (they do not change its trajectory).
-RUNTIME_OPTIONS = {"resume", "overwrite", "device", "num_workers", "log_freq", "image_freq", "save_latest_freq",
-                   "save_epoch_freq", "max_steps", "checkpoints_dir", "compile", "noise_freq", "noise_probe"}
+# Options that may change when a run is resumed (they do not change its trajectory); not given again, they
+# keep the run's values. --dataroot may name the run's dataset in a new place (its content is checked).
+RUNTIME_OPTIONS = {"device", "num_workers", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq",
+                   "max_steps", "compile", "dataroot", "preset", "noise_freq", "noise_probe"}
+# Where the run is and what to do with it: always as given now.
+LOCATION_OPTIONS = {"name", "checkpoints_dir", "resume", "overwrite", "allow_change"}
+# Trajectory options a resume may change when named in --allow-change.
+CHANGEABLE_OPTIONS = ("lr",)
 
 
 class UsageError(ValueError):
@@ -119,7 +130,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--name", default=None, help="run name (default: [demo_]<optim>_seed<seed>)")
     g.add_argument("--checkpoints-dir", default="checkpoints", help="folder holding the runs")
     g.add_argument("--resume", action="store_true", help="continue the run from its latest.pt")
-    g.add_argument("--overwrite", action="store_true", help="delete an existing run of the same name first")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run of the same name (deleted once the new run has saved its first "
+                        "checkpoint; put back if the new run fails before)")
+    g.add_argument("--allow-change", nargs="+", choices=CHANGEABLE_OPTIONS, default=[], metavar="OPTION",
+                   help="with --resume: accept these options changed from the run's (lr: continue from the "
+                        "checkpoint with a new initial --lr, e.g. after a divergence); other changes are refused")
     g.add_argument("--log-freq", type=int, default=100, help="steps between TensorBoard scalars")
     g.add_argument("--image-freq", type=int, default=1000, help="steps between TensorBoard image grids")
     g.add_argument("--num-image-frames", type=int, default=4, help="validation frames in the image grid")
@@ -137,11 +153,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.optim_d = args.optim_d or args.optim
     if args.name is None:
         args.name = f"{'demo_' if args.preset == 'demo' else ''}{args.optim}_seed{args.seed}"
+    # The options given on the command line (a given --preset gives its values): --resume compares them.
+    unset = object()  # argparse fills in defaults only for attributes the namespace lacks
+    given = p.parse_args(argv, namespace=argparse.Namespace(**{action.dest: unset for action in p._actions}))
+    args.given_options = {key for key, value in vars(given).items() if value is not unset}
+    if "preset" in args.given_options:
+        args.given_options |= set(PRESETS[args.preset])
     return args
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of option ``name`` (``n_layers_D`` -> ``--n-layers-D``)."""
+    return "--" + name.replace("_", "-")
 
 
 def validate(args: argparse.Namespace) -> None:
     """One-line errors for bad options, before any work starts."""
+    def refuse(name: str, rule: str):
+        raise UsageError(f"{flag(name)} must be {rule}, got {getattr(args, name)}")
+
+    for name in ("ngf", "ndf", "n_layers_D", "load_size", "crop_size", "inner_steps", "batch_size", "log_freq",
+                 "image_freq", "save_latest_freq", "save_epoch_freq", "num_image_frames"):
+        if getattr(args, name) < 1:
+            refuse(name, ">= 1")
+    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq"):
+        if getattr(args, name) < 0:
+            refuse(name, ">= 0")
+    for name in ("lr", "prox", "lambda_l1"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            refuse(name, "a finite number >= 0")
+    for name in ("beta1", "beta2", "momentum"):
+        if not 0 <= getattr(args, name) < 1:
+            refuse(name, "in [0, 1)")
+    if args.noise_freq and args.noise_probe < 2:
+        refuse("noise_probe", ">= 2 (a variance needs two samples)")
+    if not 0 <= args.seed < 2**31:
+        refuse("seed", "in [0, 2^31)")
+    if args.n_epochs + args.n_epochs_decay < 1:
+        raise UsageError("--n-epochs + --n-epochs-decay must be at least 1")
+    check_device_name(args.device)
+    if not args.name or args.name.startswith(".") or "/" in args.name or os.sep in args.name \
+            or args.name == "segmenters":
+        raise UsageError(f"--name {args.name!r}: a run name is one folder name, not hidden, not 'segmenters'")
     if args.dataroot is not None and not Path(args.dataroot).is_dir():
         raise UsageError(f"--dataroot {args.dataroot}: folder not found")
     if args.crop_size > args.load_size:
@@ -150,22 +203,25 @@ def validate(args: argparse.Namespace) -> None:
         check_image_size(args.netG, args.crop_size)
     except ValueError as error:
         raise UsageError(f"--netG/--crop-size: {error}") from None
-    for name in ("lr", "prox"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if args.noise_freq < 0 or (args.noise_freq and args.noise_probe < 2):
-        raise UsageError(f"--noise-freq must be >= 0 and --noise-probe >= 2, got {args.noise_freq} and "
-                         f"{args.noise_probe}")
-    for name in ("inner_steps", "batch_size", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.n_epochs + args.n_epochs_decay < 1:
-        raise UsageError("--n-epochs + --n-epochs-decay must be at least 1")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
+    if args.allow_change and not args.resume:
+        raise UsageError("--allow-change applies to --resume only")
 
 
 # ----------------------------------------------------------------------------------------- setup
+def check_device_name(name: str) -> None:
+    """--device: auto, cpu, cuda or cuda:N of an existing GPU."""
+    kind, _, index = name.partition(":")
+    if name in ("auto", "cpu") or (kind == "cuda" and (not index or index.isdigit())):
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available")
+        if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+        return
+    raise UsageError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+
+
 def pick_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -189,30 +245,59 @@ def setup_distributed(device_name: str) -> tuple[int, int, int]:
     return dist.get_rank(), world_size, local_rank
 
 
-def prepare_run_folder(args: argparse.Namespace, rank: int) -> tuple[Path, dict | None]:
-    """The run folder and, with --resume, its latest checkpoint; refuses to overwrite silently."""
-    run_dir = Path(args.checkpoints_dir) / args.name
-    latest = run_dir / "latest.pt"
-    exists = run_dir.exists() and any(run_dir.iterdir())
-    if args.resume:
-        if not latest.is_file():
-            raise UsageError(f"{run_dir}: nothing to resume (no latest.pt)")
-        return run_dir, load_checkpoint(latest, require_format=True)
-    if exists and not args.overwrite:
-        raise UsageError(f"{run_dir}: run exists; pass --resume to continue it or --overwrite to start over")
-    if rank == 0:
-        if exists:
-            shutil.rmtree(run_dir)
-            print(f"--overwrite: deleted the previous run at {run_dir}", flush=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, None
-
-
-def restore_options(args: argparse.Namespace, saved: dict) -> argparse.Namespace:
-    """The saved run's options, except those that do not change its trajectory (RUNTIME_OPTIONS)."""
+def resume_options(args: argparse.Namespace, saved: dict, run_dir: Path) -> argparse.Namespace:
+    """The options of a resumed run: the saved ones, with the runtime options given now (RUNTIME_OPTIONS)
+    and the run's place (LOCATION_OPTIONS). A given option that would change the trajectory and differs
+    from the run's is refused, unless named in --allow-change."""
+    given, current = set(getattr(args, "given_options", ())), vars(args)
+    differ = [k for k in sorted(given - RUNTIME_OPTIONS - LOCATION_OPTIONS) if k in saved and current[k] != saved[k]]
+    refused = [k for k in differ if k not in args.allow_change]
+    if refused:
+        listed = ", ".join(f"{flag(k)} {current[k]} (the run has {saved[k]})" for k in refused)
+        hint = "; a new --lr is taken with --allow-change lr" if "lr" in refused else ""
+        raise UsageError(f"{run_dir}: --resume with options that change the run's trajectory: {listed}{hint}; "
+                         f"drop them to continue the run, or start another (--name, --overwrite)")
     merged = dict(saved)
-    merged.update({k: v for k, v in vars(args).items() if k in RUNTIME_OPTIONS or k not in saved})
+    merged.update({k: v for k, v in current.items() if k in given or k in LOCATION_OPTIONS or k not in saved})
     return argparse.Namespace(**merged)
+
+
+def check_same_dataset(dataroot: str, fingerprint: dict, saved: dict | None, saved_root: str) -> None:
+    """A resumed run must see the data it was trained on, wherever it lies now (frame counts, digest)."""
+    if saved is None:  # a checkpoint from before fingerprints were saved: only its own folder is trusted
+        if Path(dataroot) != Path(saved_root):
+            raise UsageError(f"--dataroot {dataroot}: the checkpoint does not record its dataset's fingerprint, "
+                             f"so only its own dataset {saved_root} can be used")
+        return
+    if (fingerprint["train_frames"], fingerprint["val_frames"]) != (saved["train_frames"], saved["val_frames"]):
+        raise UsageError(f"--dataroot {dataroot}: {fingerprint['train_frames']} train / {fingerprint['val_frames']} "
+                         f"val frames, but the run was trained on {saved['train_frames']} / {saved['val_frames']}")
+    if fingerprint["digest"] != saved["digest"]:
+        raise UsageError(f"--dataroot {dataroot}: not the dataset the run was trained on (file names or sizes "
+                         f"differ from those of {saved_root})")
+
+
+def set_initial_lr(scheduler: torch.optim.lr_scheduler.LambdaLR, lr: float) -> None:
+    """Continue with ``lr`` as the initial learning rate of the scheduler's optimizer (--allow-change lr):
+    the schedule's factor at the current epoch is kept, TR's lr0 becomes ``lr``."""
+    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in scheduler.optimizer.param_groups:
+        group["initial_lr"], group["lr"] = lr, lr * factor
+        if "tr_lr0" in group:
+            group["tr_lr0"] = lr
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+def resume_command(args: argparse.Namespace, extra: str = "", saved: dict | None = None) -> str:
+    """The command line that continues this run: its options are in the checkpoint, except runtime options
+    that differ from ``saved`` (the checkpoint's options, when it was written before this session)."""
+    where = "" if args.checkpoints_dir == "checkpoints" else f" --checkpoints-dir {shlex.quote(args.checkpoints_dir)}"
+    for key in sorted(RUNTIME_OPTIONS - {"preset"} if saved else ()):
+        value = getattr(args, key)
+        if saved.get(key) != value and value is not False:
+            where += f" {flag(key)}" + ("" if value is True else f" {shlex.quote(str(value))}")
+    return f"python train.py --name {shlex.quote(args.name)}{where} --resume{extra}"
 
 
 def build_configs(args, device: torch.device) -> tuple[ModelConfig, OptimConfig, OptimConfig]:
@@ -272,15 +357,43 @@ def options_markdown(options: dict) -> str:
 
 # ----------------------------------------------------------------------------------------- main
 def train(args: argparse.Namespace) -> Pix2Pix:
-    """Run (or resume) the training described by ``args``; returns the trained model."""
+    """Run (or resume) the training described by ``args``; returns the trained model.
+
+    The run folder is locked while it runs and an old run replaced by --overwrite is only deleted once
+    the new run has saved a checkpoint (gan.run_folder). SIGINT/SIGTERM stop it after the current step
+    with a saved latest.pt by raising gan.interrupts.Stopped.
+    """
+    run = RunFolder(Path(args.checkpoints_dir) / args.name)
+    with StopSignals() as signals:
+        try:
+            with contextlib.ExitStack() as open_files:  # closed before a failed run's folder is removed
+                model = run_training(args, run, signals, open_files)
+        except BaseException:
+            note = run.close(failed=True)
+            if note:
+                print(note, flush=True)
+            raise
+        run.close(failed=False)
+    return model
+
+
+def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
+                 open_files: contextlib.ExitStack) -> Pix2Pix:
     rank, world_size, local_rank = setup_distributed(args.device)
-    device = pick_device(args.device, local_rank)
-    run_dir, checkpoint = prepare_run_folder(args, rank)
+    run_dir = run.path
+    if rank == 0:
+        run.claim(args.resume, args.overwrite)
+    checkpoint = load_checkpoint(run_dir / "latest.pt", require_format=True) if args.resume else None
     if checkpoint is not None:
-        args = restore_options(args, checkpoint["options"])
+        saved_options = checkpoint["options"]
+        args = resume_options(args, saved_options, run_dir)
         if checkpoint.get("world_size", 1) != world_size:
             raise UsageError(f"{run_dir / 'latest.pt'}: saved with {checkpoint.get('world_size', 1)} processes, "
                              f"resumed with {world_size}; the data order would change")
+        if "dataroot" not in getattr(args, "given_options", ()) and not Path(args.dataroot).is_dir():
+            raise UsageError(f"{run_dir}: the run's dataset {args.dataroot} is not there; if it moved, give its "
+                             f"new place with --dataroot")
+    device = pick_device(args.device, local_rank)
     if args.dataroot is None:
         from data.synthetic import default_dataset
         args.dataroot = str(default_dataset(verbose=rank == 0))
@@ -301,11 +414,15 @@ def train(args: argparse.Namespace) -> Pix2Pix:
                              crop_size=args.crop_size, flip=not args.no_flip, train=True)
     val_dataset = AlignedDataset(args.dataroot, "val", direction=args.direction, crop_size=args.crop_size,
                                  train=False)
+    fingerprint = dataset_fingerprint(args.dataroot)
+    if checkpoint is not None:
+        check_same_dataset(args.dataroot, fingerprint, checkpoint.get("data_fingerprint"), saved_options["dataroot"])
     sampler = EpochSampler(len(dataset), seed=args.seed, rank=rank, world_size=world_size)
     loader = torch.utils.data.DataLoader(
         SeededSamples(dataset), batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=False, drop_last=False,
-        generator=torch.Generator())  # its own generator: creating an iterator must not consume global RNG
+        generator=torch.Generator(),  # its own generator: creating an iterator must not consume global RNG
+        worker_init_fn=ignore_stop_signals)  # Ctrl-C reaches the workers too; the main process stops them
     steps_per_epoch = math.ceil(sampler.per_rank() / args.batch_size)
     total_epochs = args.n_epochs + args.n_epochs_decay
 
@@ -324,6 +441,13 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         scheduler_G.load_state_dict(checkpoint["scheduler_G"])
         scheduler_D.load_state_dict(checkpoint["scheduler_D"])
         epoch, epoch_step, step = checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["step"]
+        if args.lr != saved_options["lr"]:  # --allow-change lr
+            for scheduler in (scheduler_G, scheduler_D):
+                set_initial_lr(scheduler, args.lr)
+            args.lr_changes = list(saved_options.get("lr_changes", [])) + [[step, saved_options["lr"], args.lr]]
+            if rank == 0:
+                print(f"--lr: continuing from step {step} with initial lr {args.lr:g} instead of "
+                      f"{saved_options['lr']:g}", flush=True)
         if checkpoint.get("finished"):
             if rank == 0:
                 print(f"{run_dir}: training already finished ({step} steps); nothing to do", flush=True)
@@ -348,17 +472,13 @@ def train(args: argparse.Namespace) -> Pix2Pix:
         G, D = torch.compile(G), torch.compile(D)
     model.wrap(G, D)
 
-    options = {k: v for k, v in vars(args).items()}
+    options = {k: v for k, v in vars(args).items() if k != "given_options"}
+    latest = run_dir / "latest.pt"
+    latest_step = step if checkpoint is not None else None  # the step latest.pt holds, if it exists
+    latest_options = saved_options if checkpoint is not None else None  # its options, if written before now
+    resumed_lr = saved_options["lr"] if checkpoint is not None else args.lr
     writer = None
     if rank == 0:
-        (run_dir / "samples").mkdir(exist_ok=True)
-        tmp = run_dir / "options.json.tmp"
-        tmp.write_text(json.dumps(options, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, run_dir / "options.json")
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(run_dir / "events"), purge_step=step if step else None)
-        if step == 0:
-            writer.add_text("options", options_markdown(options), 0)
         n_frames = min(args.num_image_frames, len(val_dataset))
         items = [val_dataset[i] for i in range(n_frames)]
         frames = {key: torch.stack([it[key] for it in items]).to(device) for key in ("input", "target")}
@@ -367,29 +487,63 @@ def train(args: argparse.Namespace) -> Pix2Pix:
                                        train=False)
             probe = [(it["input"][None].to(device), it["target"][None].to(device))
                      for it in (probe_set[i] for i in range(min(args.noise_probe, len(probe_set))))]
+        if signals.requested:
+            raise Stopped(f"interrupted by {signal_name(signals.requested)} before training started; nothing was "
+                          f"saved", signals.requested)
+        run.start()  # options, data, model and device are fine: the run takes its folder
+        (run_dir / "samples").mkdir(exist_ok=True)
+        tmp = run_dir / "options.json.tmp"
+        tmp.write_text(json.dumps(options, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, run_dir / "options.json")
+        from torch.utils.tensorboard import SummaryWriter
+        writer = open_files.enter_context(SummaryWriter(str(run_dir / "events"), purge_step=step if step else None))
+        if step == 0:
+            writer.add_text("options", options_markdown(options), 0)
+    signals.safe_note = f"the last checkpoint is {latest} (step {step})" if checkpoint else "no checkpoint was written"
     if checkpoint is not None:
         restore_rng(checkpoint["rng"], rank, device)
         del checkpoint
 
     def save(path: Path, finished: bool = False) -> None:
-        check_finite(last_losses)  # never replace a good checkpoint by a diverged one
+        """Write a checkpoint, after checking that the losses and the whole state are finite."""
+        nonlocal latest_step, latest_options
+        check_finite(last_losses)
+        state = model.state()
+        bad = nonfinite_entries(state)  # weights, batch-norm buffers, optimizer moments: one sync
+        if any_rank(bool(bad), device):  # every rank stops, or none
+            raise diverged(f"non-finite values in {describe_names(bad) if bad else 'the state of another rank'}")
         rng_states = gather(rng.capture(device))  # every rank's own generators
         if rank != 0:
             return
-        state = model.state()
         state.update(format_version=FORMAT_VERSION, options=options, epoch=epoch, epoch_step=epoch_step, step=step,
                      scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(),
-                     rng={"ranks": rng_states}, world_size=world_size, finished=finished)
-        save_atomic(state, path)
+                     rng={"ranks": rng_states}, world_size=world_size, finished=finished, data_fingerprint=fingerprint)
+        with signals.saving(path):
+            save_atomic(state, path)
+        if path == latest:
+            latest_step, latest_options = step, None
+            signals.safe_note = f"the last checkpoint is {latest} (step {step})"
+        if not run.committed and run.commit() is not None:
+            print(f"--overwrite: deleted the previous run at {run_dir}", flush=True)
 
     def check_finite(losses: dict) -> None:
         """All ranks stop together, with the same message, when any rank's loss is not finite."""
         bad = nonfinite_ranks(losses)
         if bad:
             ranks = sorted({r for ranks_of_loss in bad.values() for r in ranks_of_loss})
-            where = f" (rank {', '.join(map(str, ranks))})" if world_size > 1 else ""
-            raise FloatingPointError(f"{run_dir}: non-finite loss {', '.join(bad)} at step {step}{where}; the last "
-                                     f"good checkpoint is {run_dir / 'latest.pt'} (try a lower --lr or --resume)")
+            where = f" on rank {', '.join(map(str, ranks))}" if world_size > 1 else ""
+            raise diverged(f"non-finite loss {', '.join(bad)}{where}")
+
+    def diverged(what: str) -> FloatingPointError:
+        """The one-line report of a divergence; its advice names only a checkpoint that exists."""
+        lower = min(args.lr, resumed_lr) / 10  # below any lr this run has used
+        if latest_step is None:
+            advice = f"no checkpoint was written; start again with a lower --lr (e.g. --lr {lower:g})"
+        else:
+            command = resume_command(args, f" --lr {lower:g} --allow-change lr", latest_options)
+            advice = (f"the last good checkpoint is {latest} (step {latest_step}); continue from it with a lower "
+                      f"learning rate: {command}")
+        return FloatingPointError(f"{run_dir}: training diverged at step {step} ({what}); {advice}")
 
     def write_samples() -> None:
         grid = sample_grid(model.netG, frames, args.seed)
@@ -402,7 +556,10 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     bar = progress(total=total_steps, initial=step, desc=args.name, unit="step") if rank == 0 else None
     last_losses = {}  # checked at log and save steps only (no device sync per step)
     stop = step >= total_steps
-    while epoch < total_epochs and not stop:
+    if stop and epoch < total_epochs and rank == 0:
+        print(f"{run_dir}: at step {step}, its --max-steps {args.max_steps}; give a larger one (0: no limit) to "
+              f"continue", flush=True)
+    while epoch < total_epochs and not stop and not signals.requested:
         sampler.set_epoch(epoch, start=epoch_step * args.batch_size)
         tick = time.perf_counter()
         for batch in loader:
@@ -441,7 +598,7 @@ def train(args: argparse.Namespace) -> Pix2Pix:
                     writer.add_scalar(f"noise/{key}", value, step)
             if step % args.save_latest_freq == 0:
                 save(run_dir / "latest.pt")
-            if step >= total_steps:
+            if step >= total_steps or signals.requested:  # a signal: stop after this step
                 stop = True
                 break
         if not stop or epoch_step >= steps_per_epoch:  # the epoch is complete
@@ -452,6 +609,14 @@ def train(args: argparse.Namespace) -> Pix2Pix:
             if epoch % args.save_epoch_freq == 0 or epoch == total_epochs:
                 save(run_dir / f"epoch_{epoch:03d}.pt")
         save(run_dir / "latest.pt", finished=epoch >= total_epochs)
+    if signals.requested and step < total_steps:
+        if latest_step != step:
+            save(latest)
+        if rank == 0:
+            bar.close()
+            writer.close()
+        raise Stopped(f"interrupted by {signal_name(signals.requested)} at step {step}: {latest} holds it; "
+                      f"continue with {resume_command(args)}", signals.requested)
     if rank == 0:
         bar.close()
         write_samples()
@@ -471,12 +636,19 @@ def main(argv=None) -> int:
     try:
         validate(args)
         train(args)
-    except (UsageError, DataError, CheckpointError) as error:
+    except (UsageError, RunFolderError, DataError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file or folder that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

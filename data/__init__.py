@@ -5,6 +5,7 @@ Modules:
               reader of the official leftImg8bit + gtFine layout
   aligned     AlignedDataset: the pix2pix A|B dataset with the reference training jitter and labels
   prepare     official Cityscapes -> pix2pix layout (``python -m data.prepare``)
+  fingerprint digests of sets of files (has a dataset moved, have the sources changed?)
   synthetic   procedural Cityscapes-like scenes in both layouts (``python -m data.synthetic``) and
               ``default_dataset()``, the data used when no dataset is given
 

@@ -20,6 +20,7 @@ reproducible for a fixed number of workers.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data import DataError
 from data.cityscapes import color_to_train_ids
+from data.fingerprint import files_fingerprint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -47,13 +49,30 @@ class LoaderDataError(DataError):
         super().__init__(message)
 
 
+_TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` that treats PIL's decompression-bomb warning as the error it is for a dataset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _too_large(path: Path, error: Exception) -> DataError:
+    detail = str(error).split(", could be")[0].rstrip(".")
+    return DataError(f"{path}: image too large to decode ({detail}; PIL's decompression-bomb limit)")
+
+
 def read_image(path) -> Image.Image:
-    """Open and fully decode an image file; a missing, non-image or truncated file raises ``DataError``."""
+    """Open and fully decode an image file; a missing, non-image, truncated or too large file raises ``DataError``."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
             image.load()
             return image
+    except _TOO_LARGE as error:
+        raise _too_large(path, error) from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -126,8 +145,10 @@ class AlignedDataset(torch.utils.data.Dataset):
     @staticmethod
     def _check_header(path: Path) -> None:
         try:
-            with Image.open(path) as image:
+            with _open(path) as image:
                 width, height, mode = image.width, image.height, image.mode
+        except _TOO_LARGE as error:
+            raise _too_large(path, error) from None
         except UnidentifiedImageError:
             raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
         except OSError as error:
@@ -191,3 +212,19 @@ def _check_pair_shape(path: Path, width: int, height: int, mode: str) -> None:
         raise DataError(f"{path}: grayscale image (mode {mode}); expected an RGB photo|label pair")
     if width != 2 * height:
         raise DataError(f"{path}: size {width}x{height}, expected width = 2 x height (A|B side by side)")
+
+
+def dataset_fingerprint(root) -> dict:
+    """What identifies a prepared dataset wherever it lies: its train and val frame counts and a digest
+    of the names and sizes of its images, trainId maps and index.json (see data.fingerprint)."""
+    root = Path(root)
+    counts, files = {}, []
+    for folder in ("train", "val", "test", "train_trainids", "val_trainids", "test_trainids"):
+        if (root / folder).is_dir():
+            found = [p for p in (root / folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            counts[folder] = len(found)
+            files += found
+    if (root / "index.json").is_file():
+        files.append(root / "index.json")
+    return {"train_frames": counts.get("train", 0), "val_frames": counts.get("val", counts.get("test", 0)),
+            "digest": files_fingerprint(files, root)}

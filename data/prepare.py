@@ -7,12 +7,14 @@ For each split (train, val) the frames are taken in sorted path order and frame 
 * ``<out>/<split>_trainids/<i>.png``: the exact trainId map (uint8, 255 = ignore), nearest-resized
   from ``*_gtFine_labelIds.png``, for scoring without reading colours back;
 * ``<out>/index.json``: ``{"train": {"<i>.jpg": "<city>_<seq>_<frame>", ...}, "val": {...},
-  "cityscapes_root": <the official folder relative to out>, "size": S, "format_version": 1}``.
+  "cityscapes_root": <the official folder relative to out>, "size": S, "format_version": 1,
+  "sources": <fingerprint of the input files: names, sizes and modification times>}``.
 
 Everything is written into a hidden temporary folder beside ``out`` (``index.json`` last) and renamed
-into place when complete, so an interrupted run leaves nothing that looks finished. Running again
-on the same frames with the same size does nothing; a different existing output is only replaced
-with ``--overwrite``.
+into place when complete, so an interrupted run leaves nothing that looks finished; the next run
+deletes what a killed one left behind. Running again on the same, unchanged input files with the same
+size does nothing; when input files changed (same frames) the output is prepared again; an output of
+other frames or another size is only replaced with ``--overwrite``.
 
 Command line: ``python -m data.prepare --cityscapes DIR --out DIR``.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -33,6 +36,7 @@ from tqdm import tqdm
 from data import DataError
 from data.aligned import read_image
 from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
+from data.fingerprint import files_fingerprint
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -93,6 +97,33 @@ def make_work_dir(parent: Path, prefix: str) -> Path:
             continue
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_leftovers(parent: Path, prefix: str) -> None:
+    """Delete the work folders ``.<prefix>-<pid>-<token>`` (see :func:`make_work_dir`) in ``parent`` whose
+    process is gone (a run that was killed); those of live processes are theirs."""
+    pattern = re.compile(rf"^\.{re.escape(prefix)}-(\d+)-[0-9a-f]+$")
+    for path in parent.glob(f".{prefix}-*") if parent.is_dir() else []:
+        found = pattern.match(path.name)
+        if found and path.is_dir() and not _process_alive(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def sources_fingerprint(root: Path, frames: dict[str, list[Frame]]) -> str:
+    """Fingerprint of the input files of ``frames`` (names, sizes and modification times)."""
+    files = [path for split in SPLITS for frame in frames[split]
+             for path in (frame.image, frame.label_ids, frame.color) if path is not None]
+    return files_fingerprint(files, root, with_mtime=True)
+
+
 def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool:
     """Whether ``out`` already holds a complete preparation of exactly these frames at this size."""
     try:
@@ -110,26 +141,44 @@ def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool
     return True
 
 
+def _existing_sources(out: Path) -> str | None:
+    try:
+        return json.loads((out / "index.json").read_text()).get("sources")
+    except (OSError, ValueError):
+        return None
+
+
 def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, show_progress: bool = True,
             extra_index: dict | None = None) -> Path:
     """Convert the official layout at ``cityscapes_root`` into the pix2pix layout at ``out_dir``; return it.
 
     ``extra_index`` adds keys to index.json (the synthetic generator records its parameters there).
+    With ``show_progress`` it prints a progress bar and one line saying what it did.
     """
     root = Path(cityscapes_root)
     out = Path(out_dir)
+    if size < 1:
+        raise DataError(f"--size must be >= 1, got {size}")
     frames = {split: find_frames(root, split) for split in SPLITS}
     names = {split: [frame.name for frame in frames[split]] for split in SPLITS}
+    sources = sources_fingerprint(root, frames)
+    clean_leftovers(out.parent, f"{out.name}.partial")
+    if out.exists():
+        clean_leftovers(out.parent, f"{out.name}.old")  # a killed run's previous output, replaced already
 
     if out.exists():
         if not out.is_dir():
             raise DataError(f"{out}: exists and is not a folder")
-        if _existing_matches(out, names, size) and not overwrite:
+        same_frames = _existing_matches(out, names, size)
+        if same_frames and _existing_sources(out) == sources and not overwrite:
             if show_progress:
                 print(f"{out}: already prepared from the same {len(names['train'])} train / "
                       f"{len(names['val'])} val frames, nothing to do")
             return out
-        if any(out.iterdir()) and not overwrite:
+        if same_frames and not overwrite:
+            if show_progress:
+                print(f"{out}: input files changed since it was prepared; preparing again")
+        elif any(out.iterdir()) and not overwrite:
             raise DataError(f"{out}: exists and holds different data; use --overwrite to replace it")
 
     work = make_work_dir(out.parent, f"{out.name}.partial")
@@ -151,7 +200,8 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
                 index[split][f"{i}.jpg"] = frame.name
                 bar.update(1)
         bar.close()
-        index.update(cityscapes_root=relative_root, size=size, format_version=FORMAT_VERSION, **(extra_index or {}))
+        index.update(cityscapes_root=relative_root, size=size, format_version=FORMAT_VERSION, sources=sources,
+                     **(extra_index or {}))
         (work / "index.json").write_text(json.dumps(index, indent=1))
         if out.exists():
             old = make_work_dir(out.parent, f"{out.name}.old")
@@ -163,6 +213,8 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+    if show_progress:
+        print(f"wrote {len(index['train'])} train / {len(index['val'])} val frames (pix2pix layout) to {out}")
     return out
 
 
@@ -177,12 +229,14 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing output")
     args = parser.parse_args(argv)
     try:
-        out = prepare(args.cityscapes, args.out, size=args.size, overwrite=args.overwrite)
+        prepare(args.cityscapes, args.out, size=args.size, overwrite=args.overwrite)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    index = json.loads((out / "index.json").read_text())
-    print(f"wrote {len(index['train'])} train / {len(index['val'])} val frames (pix2pix layout) to {out}")
+    except OSError as error:  # an output that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 

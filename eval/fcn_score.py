@@ -104,9 +104,10 @@ class EvalSet:
         if i in self._labels:
             return self._labels[i]
         if self.protocol == "fullres":
+            from data.aligned import read_image as read_label
             from data.cityscapes import label_ids_to_train_ids
             path = self.full_label_paths[self.names[i]]
-            ids = np.asarray(Image.open(path))
+            ids = np.asarray(read_label(path))
             if ids.ndim != 2:
                 raise EvalError(f"{path}: expected a single-channel labelIds image, got shape {ids.shape}")
             return torch.from_numpy(label_ids_to_train_ids(ids))
@@ -221,7 +222,7 @@ def check_image_folder(folder, evalset: EvalSet) -> list[Path]:
         try:
             with Image.open(path) as im:
                 width, height = im.size
-        except OSError as exc:
+        except (OSError, Image.DecompressionBombError) as exc:  # the latter: too large to decode
             raise EvalError(f"{path}: not a readable image ({exc})") from None
         if (height, width) != (evalset.size, evalset.size):
             raise EvalError(f"{path}: image is {width}x{height}, expected {evalset.size}x{evalset.size}")
@@ -233,7 +234,7 @@ def read_image(path: Path) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             array = np.asarray(im.convert("RGB"))
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:  # the latter: too large to decode
         raise EvalError(f"{path}: not a readable image ({exc})") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

@@ -16,11 +16,13 @@ ImageNet mean and standard deviation. It is saved with its metadata: architectur
 classes, input normalisation, training resolution, the data it was trained on and its own
 validation FCN-scores. Weights load from a local file only.
 
-To add a segmenter, write a config dataclass and a builder and add one :class:`SegmenterSpec` to
+To add a segmenter, write a config dataclass (with a ``check()`` raising ValueError for values that
+build no network, if there are such) and a builder and add one :class:`SegmenterSpec` to
 ``REGISTRY``.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -34,7 +36,7 @@ from torch import nn
 from eval import EvalError
 from eval.caffe_fcn8s import CaffeFCN8s, CaffeFCN8sConfig
 from eval.caffe_fcn8s import display_name as _caffe_fcn8s_name
-from gan.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
+from gan.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
 
 NUM_CLASSES = 19
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,6 +51,11 @@ class FCN8sConfig:
     ``batch_norm`` uses VGG16-BN instead of plain VGG16 (easier to train from scratch)."""
     width_mult: float = 1.0
     batch_norm: bool = False
+
+    def check(self) -> None:
+        """ValueError naming a field whose value builds no network."""
+        if not (math.isfinite(self.width_mult) and self.width_mult > 0):
+            raise ValueError(f"width_mult must be a number > 0, got {self.width_mult}")
 
 
 def _bilinear_kernel(channels: int, size: int) -> torch.Tensor:
@@ -162,6 +169,16 @@ class DeepLabV3PlusConfig:
     output_stride: int = 16
     decoder_channels: int = 256
 
+    def check(self) -> None:
+        """ValueError naming a field whose value builds no network."""
+        import timm
+        if not timm.is_model(self.encoder):
+            raise ValueError(f"encoder {self.encoder!r} is not a timm model name")
+        if self.output_stride not in (8, 16):
+            raise ValueError(f"output_stride must be 8 or 16, got {self.output_stride}")
+        if self.decoder_channels < 1:
+            raise ValueError(f"decoder_channels must be >= 1, got {self.decoder_channels}")
+
 
 class DeepLabV3Plus(nn.Module):
     """segmentation-models-pytorch DeepLabV3+ with a timm (``tu-``) encoder, no pretrained weights."""
@@ -266,7 +283,13 @@ def make_config(arch: str, overrides: dict | None = None):
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise EvalError(f"segmenter {arch}: unknown config field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return spec.config_type(**overrides)
+    config = spec.config_type(**overrides)
+    try:
+        if hasattr(config, "check"):  # a config may refuse values that build no network
+            config.check()
+    except ValueError as error:
+        raise EvalError(f"segmenter {arch}: config {error}") from None
+    return config
 
 
 def get_spec(arch: str) -> SegmenterSpec:
@@ -404,6 +427,10 @@ def load_segmenter(path: str | os.PathLike, arch: str | None = None,
     """The segmenter saved at ``path`` (in eval mode, on ``device``) and its metadata."""
     obj = read_segmenter_file(path, arch)
     meta = obj["metadata"]
+    bad = nonfinite_entries(obj["state_dict"])
+    if bad:
+        raise EvalError(f"{path}: the segmenter holds non-finite values ({describe_names(bad)}); its training "
+                        f"diverged and it cannot score anything")
     config = make_config(meta["arch"], meta.get("config"))
     normalization = meta.get("normalization") or {}
     model = Segmenter(meta["arch"], config, meta["num_classes"],

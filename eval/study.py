@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from eval import EvalError
 from eval.fcn_score import open_eval_set, read_image

@@ -7,14 +7,18 @@ contrast jitter. Loss: cross-entropy. Optimiser: AdamW with a polynomial learnin
 
 Afterwards it scores the real validation photos resized to ``--crop-size`` (the ground-truth row of
 the FCN-score tables) and saves weights and metadata to ``checkpoints/segmenters/<arch>.pt``. While
-training, a resume file ``<arch>.resume.pt`` next to it is rewritten after every epoch; ``--resume``
-continues from it, and it is deleted once the segmenter is saved.
+training, a resume file ``<arch>.resume.pt`` next to it is rewritten after every epoch and when
+Ctrl-C or SIGTERM stops the training (after the current step; exit 130 / 143); ``--resume`` continues
+from it, and it is deleted once the segmenter is saved. An existing segmenter or resume file is only
+replaced with ``--overwrite`` (the segmenter once the new one is trained).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
+import tempfile
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -29,8 +33,10 @@ from eval.import_segmenter import IMPORTERS
 from eval.metrics import fcn_scores, per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
+from gan import rng
 from gan.amp import amp_dtype, autocast
 from gan.checkpoint import CheckpointError
+from gan.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from gan.progress import progress
 
 LOSS_READ_EVERY = 50  # steps between reads of the loss for the progress bar
@@ -72,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "trains from scratch when neither works)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out stem>.resume.pt; a finished <out> is kept as is")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over although <out> or its resume file exists (<out> is replaced once the new "
+                             "segmenter is trained)")
     parser.add_argument("--val-every", type=int, default=0,
                         help="also score the val photos every N epochs (0: only at the end)")
     parser.add_argument("--max-val-frames", type=int, default=None, help="score only the first N val frames")
@@ -108,6 +117,45 @@ def parse_config(arch: str, items: list[str]):
             except ValueError:
                 raise EvalError(f"--config {item}: {text!r} is not a {kind}") from None
     return make_config(arch, values)
+
+
+def validate(args: argparse.Namespace, out: Path) -> None:
+    """One-line errors (EvalError) for bad options and an --out that would be overwritten, before any work."""
+    def refuse(name: str, rule: str):
+        raise EvalError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(args, name)}")
+
+    for name in ("epochs", "batch_size", "crop_size", "load_size"):
+        if getattr(args, name) < 1:
+            refuse(name, ">= 1")
+    for name in ("val_every", "workers", "seed"):
+        if getattr(args, name) < 0:
+            refuse(name, ">= 0")
+    if args.max_val_frames is not None and args.max_val_frames < 1:
+        refuse("max_val_frames", ">= 1")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        refuse("lr", "a number > 0")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        refuse("weight_decay", "a number >= 0")
+    if args.load_size < args.crop_size:
+        raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
+    parse_config(args.arch, args.config)
+    if args.resume and args.overwrite:
+        raise EvalError("--resume and --overwrite exclude each other")
+    if out.is_dir():
+        raise EvalError(f"--out {out}: is a folder; give the path of the segmenter file")
+    partial = resume_path(out)
+    if not (args.resume or args.overwrite):
+        if out.exists():
+            raise EvalError(f"{out}: a trained segmenter is there; pass --overwrite to replace it or choose another "
+                            f"--out")
+        if partial.exists():
+            raise EvalError(f"{partial}: an unfinished training of {out.name} is there; pass --resume to continue it "
+                            f"or --overwrite to start over")
+    try:  # the folder must take the resume file and the segmenter
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as error:
+        raise EvalError(f"--out {out}: cannot write in {out.parent} ({error.strerror})") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -154,8 +202,18 @@ def format_scores(scores: dict) -> str:
             f"class IoU {scores['class_iou']:.3f}")
 
 
-def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step) -> int:
-    """One pass over the training photos (order and jitter seeded by seed and epoch); returns the step.
+def rng_state(color_rng: torch.Generator, device: torch.device) -> dict:
+    """The random state a step draws from: this process's generators (dropout, jitter without workers;
+    the training device's own) and the colour jitter's."""
+    return {"process": rng.capture(device), "color": color_rng.get_state()}
+
+
+def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step,
+                    start_batch: int = 0, resume_rng: dict | None = None, signals=None) -> tuple[int, int, dict]:
+    """One pass over the training photos (order and jitter seeded by seed and epoch) from batch ``start_batch``
+    (the batches before are loaded again and skipped, then ``resume_rng`` restored, so a resumed epoch
+    continues exactly). Stops after the current batch when ``signals`` holds a stop request. Returns the
+    step, the number of batches of this epoch done and the random state to resume after them.
 
     The progress bar shows the mean loss of the last ``LOSS_READ_EVERY`` steps (and of the epoch's last
     few), so the host waits for the device that rarely."""
@@ -164,11 +222,18 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
     batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.workers, generator=order,
-                                         pin_memory=device.type == "cuda")
+                                         pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
     criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
     model.train()
+    batches = iter(loader)
+    for _ in range(start_batch):
+        next(batches)
+    if resume_rng is not None:
+        rng.restore(resume_rng["process"], device)
+        color_rng.set_state(resume_rng["color"])
+    done = start_batch
     loss_sum, losses = torch.zeros((), device=device), 0  # read back every LOSS_READ_EVERY steps only
-    for i, batch in enumerate(loader):
+    for batch in batches:
         photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         with autocast(device, amp):
@@ -179,21 +244,24 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
         scaler.update()
         schedule.step()
         step += 1
+        done += 1
         bar.update(1)
         loss_sum += loss.detach()
         losses += 1
-        if losses == LOSS_READ_EVERY or i + 1 == len(loader):  # a read waits for the device
+        stopping = signals is not None and signals.requested
+        if losses == LOSS_READ_EVERY or done == len(loader) or stopping:  # a read waits for the device
             bar.set_postfix({"epoch": epoch + 1, "loss": float(loss_sum) / losses})
             loss_sum, losses = torch.zeros((), device=device), 0
-    return step
-
+        if stopping:
+            break
+    return step, done, rng_state(color_rng, device)
 
 def train(args: argparse.Namespace) -> Path:
     from data.aligned import AlignedDataset
     from data.cityscapes import CLASS_NAMES
 
-    if args.load_size < args.crop_size:
-        raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
+    out = Path(args.out) if args.out else default_path(args.arch)
+    validate(args, out)
     device = resolve_device(args.device)
     amp = args.amp and amp_dtype(device) is not None
     if args.amp and not amp:
@@ -203,7 +271,6 @@ def train(args: argparse.Namespace) -> Path:
         dataroot = Path(default_dataset())
     else:
         dataroot = Path(args.dataroot)
-    out = Path(args.out) if args.out else default_path(args.arch)
     partial = resume_path(out)
     if args.resume and not partial.is_file() and out.is_file():
         read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
@@ -230,7 +297,7 @@ def train(args: argparse.Namespace) -> Path:
                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
                 "seed": args.seed, "pretrained_backbone": args.pretrained_backbone}
-    start_epoch, step, backbone_note = 0, 0, None
+    start_epoch, start_batch, resume_rng, step, backbone_note = 0, 0, None, 0, None
 
     if args.resume and partial.is_file():
         state = read_segmenter_file(partial, args.arch)
@@ -244,13 +311,15 @@ def train(args: argparse.Namespace) -> Path:
         schedule.load_state_dict(state["train_state"]["schedule"])
         scaler.load_state_dict(state["train_state"]["scaler"])
         start_epoch, step = state["train_state"]["epoch"], state["train_state"]["step"]
+        start_batch, resume_rng = state["train_state"].get("batch", 0), state["train_state"].get("rng")
         backbone_note = state["metadata"]["training"].get("backbone")
-        print(f"resuming {partial} at epoch {start_epoch}/{args.epochs}")
+        within = f" (after batch {start_batch}/{steps_per_epoch})" if start_batch else ""
+        print(f"resuming {partial} at epoch {start_epoch}/{args.epochs}{within}")
     else:
         if args.resume:
             print(f"no resume file {partial}; training from the start")
         elif partial.is_file():
-            print(f"starting over ({partial} holds an unfinished run; --resume continues it)")
+            print(f"--overwrite: starting over ({partial}, an unfinished training, is replaced after an epoch)")
         if args.pretrained_backbone:
             backbone_note = model.load_imagenet(allow_download=True)
             if backbone_note is None:
@@ -270,26 +339,46 @@ def train(args: argparse.Namespace) -> Path:
 
     started = time.monotonic()
     bar = progress(total=total_steps, initial=step, desc=f"train {args.arch}", unit="step")
-    for epoch in range(start_epoch, args.epochs):
-        seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
-        step = train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step)
-        if args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
-            model.eval()
-            scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
-            print(f"epoch {epoch + 1}: val {format_scores(scores)}")
-        train_state = {"settings": settings, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                       "scaler": scaler.state_dict(), "epoch": epoch + 1, "step": step}
-        meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, None, training)
-        save_segmenter(partial, model, meta, {"train_state": train_state})
-    bar.close()
+    saved_note = f"{partial} holds the state it was resumed from" if step else f"{partial} was not written"
+    with StopSignals(saved_note) as signals:
+        for epoch in range(start_epoch, args.epochs):
+            if signals.requested:
+                break
+            seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
+            first = epoch == start_epoch
+            step, done, epoch_rng = train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler,
+                                                    device, amp, bar, step, start_batch if first else 0,
+                                                    resume_rng if first else None, signals)
+            complete = done >= steps_per_epoch
+            if complete and args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
+                model.eval()
+                scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+                print(f"epoch {epoch + 1}: val {format_scores(scores)}")
+            train_state = {"settings": settings, "optimizer": optimizer.state_dict(),
+                           "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                           "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else done, "step": step}
+            if not complete:
+                train_state["rng"] = epoch_rng
+            meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, None, training)
+            with signals.saving(partial):
+                save_segmenter(partial, model, meta, {"train_state": train_state})
+            where = f"epoch {epoch + 1}/{args.epochs} " + (f"up to batch {done}/{steps_per_epoch}" if not complete
+                                                            else "complete")
+            signals.safe_note = f"{partial} holds {where}"
+        if signals.requested:
+            bar.close()
+            raise Stopped(f"interrupted by {signal_name(signals.requested)}: {signals.safe_note}; continue with "
+                          f"the same command and --resume", signals.requested)
+        bar.close()
 
-    model.eval()
-    scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
-    print(f"val FCN-scores of the real photos (GT row), {model.display_name}: {format_scores(scores)}")
-    print(per_class_table(scores, CLASS_NAMES))
-    training["wall_seconds_this_session"] = round(time.monotonic() - started, 1)
-    meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, scores, training)
-    save_segmenter(out, model, meta)
+        model.eval()  # a signal from here on: the scores are computed and the segmenter saved all the same
+        scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+        print(f"val FCN-scores of the real photos (GT row), {model.display_name}: {format_scores(scores)}")
+        print(per_class_table(scores, CLASS_NAMES))
+        training["wall_seconds_this_session"] = round(time.monotonic() - started, 1)
+        meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, scores, training)
+        with signals.saving(out):
+            save_segmenter(out, model, meta)
     if partial.is_file():
         partial.unlink()
     return out
@@ -302,6 +391,9 @@ def main(argv=None) -> int:
     except (EvalError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     print(f"wrote segmenter {out}")
     return 0
 

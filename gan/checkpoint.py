@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes and safe loads.
+"""Checkpoint files: atomic writes, safe loads, and the check that only finite state is saved.
 
 A checkpoint is one dict of tensors and plain Python values carrying a ``format_version``. It is
 written to a temporary file in the destination folder, flushed to disk and renamed over the old
@@ -8,6 +8,8 @@ file, so a crash mid-write leaves the previous checkpoint intact. It is read bac
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -17,26 +19,42 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that is missing, unreadable or of the wrong kind (message names the file)."""
+    """A checkpoint file that is missing, unreadable, unwritable or of the wrong kind (message names the file)."""
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    A write that fails (read-only folder, full disk, ...) raises :class:`CheckpointError` naming
+    ``path`` and the cause; the previous file at ``path`` is then untouched and no temporary file
+    is left. An interrupt (KeyboardInterrupt) is re-raised as itself, whatever torch made of it.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = path.is_file()
+    tmp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+            stale.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
+    except BaseException as error:
+        if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        # torch.save reports a failed write of its zip container as RuntimeError("... unexpected pos ...");
+        # the real cause is the exception it was handling.
+        cause = _root_cause(error)
+        if isinstance(cause, OSError):
+            kept = "the previous one is intact" if existed else "nothing was written"
+            reason = cause.strerror or str(cause)
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}); {kept}") from error
+        if cause is not error and not isinstance(cause, Exception):  # KeyboardInterrupt, SystemExit
+            raise cause from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -49,18 +67,33 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The first exception of the chain ``error`` was raised while handling (``error`` itself if none)."""
+    seen = {id(error)}
+    while error.__context__ is not None and id(error.__context__) not in seen:
+        error = error.__context__
+        seen.add(id(error))
+    return error
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format: bool = False) -> dict:
     """Load a checkpoint written by :func:`save_atomic` (or any plain state_dict) with weights_only=True.
 
     Raises :class:`CheckpointError` naming the file when it is missing, truncated, not a torch file,
-    or (with ``require_format``) not one of this project's checkpoints or of a newer format.
+    holds Python objects that are not data, or (with ``require_format``) is not one of this
+    project's checkpoints or of a newer format.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, pickle with code, not a torch file, ...
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never do that here
+        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please use|\n|$)", str(exc))
+        detail = f" ({found.group(1).strip()})" if found else ""
+        raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values"
+                              f"{detail}; a checkpoint never needs them, and loading them could run code") from None
+    except Exception as exc:  # truncated file, not a torch file, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot be read as a checkpoint ({reason})") from exc
     if not isinstance(obj, dict):
@@ -74,3 +107,46 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format:
                 f"{path}: checkpoint format {version} is newer than this code understands ({FORMAT_VERSION})"
             )
     return obj
+
+
+def nonfinite_entries(state, prefix: str = "") -> list[str]:
+    """Names (dotted paths) of the floating-point tensors in ``state`` holding a NaN or an infinity.
+
+    ``state`` is a tensor or nested dicts / lists / tuples of them (a checkpoint dict, a state_dict:
+    weights, batch-norm buffers, optimizer moments); other values are ignored. The tensors are
+    checked where they are, with one fused max-|x| reduction per (device, dtype) and one transfer
+    of the results per device: calling it before a save costs one synchronisation, not one per tensor.
+    """
+    named = []
+    _collect_floating(state, prefix, named)
+    groups: dict[tuple, list[tuple[str, torch.Tensor]]] = {}
+    for name, tensor in named:
+        groups.setdefault((tensor.device, tensor.dtype), []).append((name, tensor))
+    flags, names = [], []
+    for items in groups.values():
+        tensors = [t.detach() for _, t in items]
+        # max |x| is inf or NaN exactly when some element is
+        flags.append(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).cpu())
+        names += [name for name, _ in items]
+    if not flags:
+        return []
+    finite = torch.cat(flags).tolist()
+    return [name for name, ok in zip(names, finite) if not ok]
+
+
+def _collect_floating(value, name: str, out: list) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and value.numel() > 0:
+            out.append((name, value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _collect_floating(item, f"{name}.{key}" if name else str(key), out)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _collect_floating(item, f"{name}.{index}" if name else str(index), out)
+
+
+def describe_names(names: list[str], limit: int = 2) -> str:
+    """``a, b and 5 more`` for a list of tensor names (for one-line messages)."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -23,7 +23,7 @@ import re
 import torch
 from torch import nn
 
-from gan.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
+from gan.checkpoint import FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries
 
 NORMS = ("batch", "instance", "syncbatch", "none")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
@@ -424,7 +424,7 @@ def load_generator(path: str | os.PathLike, name: str = "unet_256", norm: str = 
 
     Training mode (dropout on, batch norm on the image's own statistics) is the pix2pix test protocol;
     call ``.eval()`` for running statistics and no dropout. Raises CheckpointError naming the file when
-    it cannot be read, holds no generator, or does not match the architecture.
+    it cannot be read, holds no generator, holds non-finite values, or does not match the architecture.
     """
     obj = load_checkpoint(path)
     if "format_version" in obj:  # one of our checkpoints
@@ -448,6 +448,10 @@ def load_generator(path: str | os.PathLike, name: str = "unet_256", norm: str = 
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot build the generator {config}: {exc}") from exc
 
+    bad = nonfinite_entries(state)
+    if bad:
+        raise CheckpointError(f"{path}: the generator holds non-finite values ({describe_names(bad)}); its training "
+                              f"diverged (our training never saves such a checkpoint)")
     state = _strip_wrapper_prefixes(dict(state))
     if reference_file:
         state = _patch_reference_quirks(net, state)

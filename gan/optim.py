@@ -34,7 +34,6 @@ Parameter groups may carry their own ``prox``, ``inner_steps``, ``inner_decay`` 
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Callable, Iterable, Iterator
 

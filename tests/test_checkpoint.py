@@ -55,3 +55,25 @@ def test_bad_files_give_one_line_errors(tmp_path):
     save_atomic({"format_version": 99}, newer)
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(newer, require_format=True)
+
+
+def test_a_refused_pickle_does_not_advise_turning_the_safety_off(tmp_path):
+    code = tmp_path / "code.pt"
+    torch.save({"f": print}, code)  # a pickle that would call a function when loaded
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(code)
+    message = str(info.value)
+    assert message.startswith(f"{code}: refused") and "print" in message and "\n" not in message
+    for advice in ("weights_only", "trust", "add_safe_globals", "\x1b["):
+        assert advice not in message
+
+
+def test_nonfinite_entries_names_every_bad_tensor():
+    from gan.checkpoint import nonfinite_entries
+
+    state = {"netG": {"w": torch.ones(3), "running_var": torch.tensor([1.0, float("inf")]),
+                      "count": torch.tensor(3)},
+             "optimizer": {"state": {0: {"exp_avg": torch.tensor([float("nan")], dtype=torch.float64)}}},
+             "empty": torch.zeros(0), "half": torch.tensor([65504.0], dtype=torch.float16), "note": "text"}
+    assert sorted(nonfinite_entries(state)) == ["netG.running_var", "optimizer.state.0.exp_avg"]
+    assert nonfinite_entries({"w": torch.full((5,), 3e38)}) == []  # large but finite

@@ -185,10 +185,12 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
     mine = tmp_path / "checkpoints"
     shutil.copytree(checkpoints / "segmenters", mine / "segmenters")
     (mine / "empty_run").mkdir()
-    err = _error(["--checkpoints", str(mine), "--out", str(tmp_path / "o")], capsys)
+    err = _error(["--checkpoints", str(mine), "--out", str(tmp_path / "o"), "--runs", "empty_run"], capsys)
     assert f"{mine / 'empty_run'}: empty run folder" in err
+    assert evaluate.main(["--checkpoints", str(mine)]) == 2  # without --runs it is skipped: no runs left
+    captured = capsys.readouterr()
+    assert f"skipping {mine / 'empty_run'}: no checkpoint yet" in captured.out and "no training runs" in captured.err
     (mine / "empty_run").rmdir()
-    assert "no training runs" in _error(["--checkpoints", str(mine)], capsys)
 
     no_segmenters = tmp_path / "bare"
     make_run(no_segmenters, "run", "adam", 0, True, root)
@@ -278,3 +280,59 @@ def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, 
         assert scored["scores"]["dropped_frames"] == dropped and scored["scores"]["no_class_pixels"] == no_class
         assert scored["scores"]["pixel_acc"] == np.diag(reference).sum() / (reference.sum() + 1e-12)
     assert "Frames dropped by fast_hist" in capsys.readouterr().out
+
+
+def test_runs_without_a_checkpoint_are_skipped(evaluated, tmp_path, capsys):
+    checkpoints, root = tmp_path / "checkpoints", evaluated["root"]
+    shutil.copytree(evaluated["checkpoints"] / "segmenters", checkpoints / "segmenters")
+    make_run(checkpoints, "adam_seed0", "adam", 0, True, root)
+    starting = make_run(checkpoints, "tradam_seed0", "tradam", 0, True, root)
+    (starting / "latest.pt").unlink()  # a run that has written its options but no checkpoint yet
+    argv = ["--checkpoints", str(checkpoints), "--segmenters", "fcn8s", "--max-frames", "1", "--device", "cpu",
+            "--out", str(tmp_path / "out")]
+    assert evaluate.main(argv) == 0
+    assert f"skipping {starting}: no checkpoint yet" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [s["label"] for s in report["segmenters"][0]["image_sets"]] == ["adam_seed0"]
+    assert evaluate.main(argv + ["--runs", "tradam_seed0"]) == 2  # named explicitly: an error
+    assert f"{starting / 'latest.pt'}: missing" in capsys.readouterr().err
+
+
+def test_nonfinite_generators_and_segmenters_are_refused(evaluated, tmp_path, capsys):
+    checkpoints, root = evaluated["checkpoints"], evaluated["root"]
+    state = torch.load(checkpoints / "adam_seed0" / "latest.pt", weights_only=True)
+    name = next(k for k in state["netG"] if k.endswith("running_var"))
+    state["netG"][name][0] = float("inf")  # what a diverged run's batch norm holds
+    diverged = tmp_path / "diverged.pt"
+    torch.save(state, diverged)
+    err = _error(["--checkpoints", str(checkpoints), "--generator", str(diverged), "--dataroot", str(root),
+                  "--segmenters", "fcn8s", "--out", str(tmp_path / "a")], capsys)
+    assert err.startswith(f"error: {diverged}: the generator holds non-finite values ({name})")
+
+    segmenters = tmp_path / "segmenters"
+    segmenters.mkdir()
+    obj = torch.load(checkpoints / "segmenters" / "fcn8s.pt", weights_only=True)
+    first = next(iter(obj["state_dict"]))
+    obj["state_dict"][first].fill_(float("nan"))
+    torch.save(obj, segmenters / "fcn8s.pt")
+    err = _error(["--checkpoints", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters", "fcn8s",
+                  "--out", str(tmp_path / "b")], capsys)
+    assert err.startswith(f"error: {segmenters / 'fcn8s.pt'}: the segmenter holds non-finite values ({first})")
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--max-frames", "0"], "--max-frames"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--size", "-64"], "--size"),
+    (["--figure-frames", "-2"], "--figure-frames"),
+    (["--out", "FILE"], "exists and is not a folder"),
+])
+def test_every_option_is_checked_before_any_work(evaluated, tmp_path, capsys, extra, message):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    extra = [str(a_file) if value == "FILE" else value for value in extra]
+    out = ["--out", str(tmp_path / "out")] if "--out" not in extra else []
+    err = _error(["--checkpoints", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
+                  *out, *extra], capsys)
+    assert message in err
+    assert not (tmp_path / "out").exists() and a_file.read_text() == "not a folder"

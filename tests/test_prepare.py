@@ -161,3 +161,39 @@ def test_command_line(official, tmp_path):
                           str(tmp_path / "out2")], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 2
     assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_changed_sources_are_noticed_and_leftovers_of_a_killed_run_removed(official, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--cityscapes", str(official), "--out", str(out), "--size", "16"]
+    assert prep.main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("wrote 4 train / 3 val frames")
+    assert prep.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "nothing to do" in printed and "wrote" not in printed
+
+    # a label map whose content changed (same name): all road now
+    ids = sorted(official.glob("gtFine/train/*/*_labelIds.png"))[0]
+    Image.fromarray(np.full_like(np.asarray(Image.open(ids)), 7)).save(ids)  # label id 7 = road
+    os.utime(ids, ns=(ids.stat().st_atime_ns, ids.stat().st_mtime_ns + 10**9))
+    frame = json.loads((out / "index.json").read_text())["train"]
+    index = next(int(k[:-4]) for k, v in frame.items() if ids.name.startswith(v))
+    assert (np.asarray(Image.open(out / "train_trainids" / f"{index}.png")) != 0).any()
+    assert prep.main(argv) == 0
+    assert "input files changed" in capsys.readouterr().out
+    assert (np.asarray(Image.open(out / "train_trainids" / f"{index}.png")) == 0).all()  # road = trainId 0
+
+    # the work folder of a run that was killed (its process is gone) is removed by the next run
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    leftover = tmp_path / f".out.partial-{gone.pid}-0a1b2c3d"
+    (leftover / "train").mkdir(parents=True)
+    assert prep.main(argv) == 0
+    assert _leftovers(tmp_path) == []
+
+
+def test_size_is_checked_before_any_work(official, tmp_path, capsys):
+    assert prep.main(["--cityscapes", str(official), "--out", str(tmp_path / "out"), "--size", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--size" in err and "\n" not in err
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []

@@ -1,5 +1,9 @@
-"""train.py: options, run folders, exact resume after SIGKILL, NaN stop, logging, torchrun on the CPU."""
+"""train.py: options, run folders, exact resume after SIGKILL and interrupts, divergence stop, locks, disk errors,
+logging, torchrun on the CPU."""
+import errno
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,8 +24,77 @@ TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "-
         "--num-image-frames", "2", "--optim", "tradam", "--inner-steps", "3"]
 
 
+# unet_64 has a dropout block, so the restored RNG state matters; 24 steps over 6 epochs.
+LONGER = ["--netG", "unet_64", "--load-size", "72", "--crop-size", "64", "--save-latest-freq", "1",
+          "--n-epochs", "3", "--n-epochs-decay", "3"]
+# train.main in a process of its own, with slow steps or slow checkpoint writes so that signals land where
+# the test wants them; a file in $MARKS tells how far it got (step<n>: n steps done in this process;
+# saving<n>: its n-th checkpoint write is half written).
+DRIVER = """
+import io, os, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import torch
+import train
+marks, calls = Path(os.environ["MARKS"]), {{"step": 0, "save": 0}}
+step_sleep, save_sleep = float(os.environ.get("STEP_SLEEP", 0)), float(os.environ.get("SAVE_SLEEP", 0))
+real_step, real_save = train.Pix2Pix.training_step, torch.save
+
+def slow_step(self, *args, **kwargs):
+    losses = real_step(self, *args, **kwargs)
+    calls["step"] += 1
+    (marks / f"step{{calls['step']}}").touch()
+    time.sleep(step_sleep)
+    return losses
+
+def slow_save(obj, f):
+    calls["save"] += 1
+    if calls["save"] == 1 or not save_sleep:
+        return real_save(obj, f)
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    data = buffer.getvalue()
+    f.write(data[: len(data) // 2])
+    (marks / f"saving{{calls['save']}}").touch()
+    time.sleep(save_sleep)
+    f.write(data[len(data) // 2:])
+
+train.Pix2Pix.training_step, torch.save = slow_step, slow_save
+sys.exit(train.main(sys.argv[1:]))
+""".format(repo=str(REPO))
+
+
 def tiny_args(root, ckpt, *extra):
     return ["--dataroot", str(root), "--checkpoints-dir", str(ckpt), *TINY, *extra]
+
+
+def start_driver(args, marks: Path, new_session=False, **env):
+    marks.mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+                            env=dict(os.environ, MARKS=str(marks), **env))
+
+
+def wait_for(path: Path, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended before {path.name}: {process.stderr.read()}"
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.01)
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_root, tmp_path_factory):
+    """The final checkpoint of the LONGER run, trained in one go."""
+    ckpt = tmp_path_factory.mktemp("uninterrupted")
+    assert train.main(tiny_args(synthetic_root, ckpt, *LONGER)) == 0
+    return load_checkpoint(ckpt / "tradam_seed0" / "latest.pt")
 
 
 def run_cli(*args, timeout=300):
@@ -55,12 +128,38 @@ def test_lr_factor_decays_linearly_to_a_small_nonzero_value():
     (["--netG", "unet_64"], "multiples of 64"),
     (["--dataroot", "/nonexistent/cityscapes"], "/nonexistent/cityscapes"),
     (["--inner-steps", "0"], "--inner-steps"),
+    (["--ngf", "0"], "--ngf"),
+    (["--ndf", "0"], "--ndf"),
+    (["--num-workers", "-1"], "--num-workers"),
+    (["--beta1", "2"], "--beta1"),
+    (["--momentum", "-1"], "--momentum"),
+    (["--device", "tpu"], "--device tpu"),
+    (["--num-image-frames", "0"], "--num-image-frames"),
+    (["--n-layers-D", "0"], "--n-layers-D"),
+    (["--max-steps", "-5"], "--max-steps"),
+    (["--n-epochs", "-5", "--n-epochs-decay", "10"], "--n-epochs must be >= 0"),
+    (["--lambda-l1", "-100"], "--lambda-l1"),
+    (["--lr", "nan"], "--lr"),
+    (["--allow-change", "lr"], "--allow-change"),
 ])
 def test_bad_options_give_one_line_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
     code = train.main(tiny_args(synthetic_root, tmp_path, *extra))
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_failure_before_training_leaves_no_run_folder(synthetic_root, tmp_path, capsys):
+    data = shutil.copytree(synthetic_root, tmp_path / "data")
+    frame = data / "val" / "0.jpg"
+    good = frame.read_bytes()
+    frame.write_bytes(good[: len(good) // 2])  # a truncated val image: read for the sample grid, before training
+    ckpt = tmp_path / "ckpt"
+    assert train.main(tiny_args(data, ckpt, "--max-steps", "1")) == 2
+    assert str(frame) in one_line(capsys.readouterr().err)
+    assert not (ckpt / "tradam_seed0").exists() and not list(ckpt.glob(".tradam_seed0*"))
+    frame.write_bytes(good)
+    assert train.main(tiny_args(data, ckpt, "--max-steps", "1")) == 0  # a plain rerun, no --overwrite needed
 
 
 def test_run_folder_is_never_overwritten_silently(synthetic_root, tmp_path, capsys):
@@ -100,14 +199,9 @@ def test_checkpoint_is_complete_and_logs_are_written(synthetic_root, tmp_path):
     assert lrs[0] == pytest.approx(2e-4) and lrs[-1] < lrs[0]
 
 
-def test_sigkill_and_resume_is_bit_identical(synthetic_root, tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    # unet_64 has a dropout block, so the restored RNG state matters; 24 steps over 6 epochs.
-    longer = ["--netG", "unet_64", "--load-size", "72", "--crop-size", "64", "--save-latest-freq", "1",
-              "--n-epochs", "3", "--n-epochs-decay", "3"]
-    assert train.main(tiny_args(synthetic_root, whole, *longer)) == 0
-
-    args = tiny_args(synthetic_root, killed, *longer)
+def test_sigkill_and_resume_is_bit_identical(synthetic_root, tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
+    args = tiny_args(synthetic_root, killed, *LONGER)
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = killed / "tradam_seed0" / "latest.pt"
@@ -123,7 +217,105 @@ def test_sigkill_and_resume_is_bit_identical(synthetic_root, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     final = load_checkpoint(latest)
     assert final["step"] == 24 and final["finished"]
-    assert_same_state(load_checkpoint(whole / "tradam_seed0" / "latest.pt"), final)
+    assert_same_state(uninterrupted, final)
+
+
+@pytest.mark.parametrize("signum,whole_group,workers", [(signal.SIGTERM, False, "0"), (signal.SIGINT, True, "1")])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_bit_identical(
+        synthetic_root, tmp_path, uninterrupted, signum, whole_group, workers):
+    """SIGTERM to the trainer (a scheduler) or SIGINT to its process group with a loader worker (Ctrl-C)."""
+    args = tiny_args(synthetic_root, tmp_path, *LONGER, "--num-workers", workers)
+    process = start_driver(args, tmp_path / "marks", new_session=whole_group, STEP_SLEEP="0.3")
+    wait_for(tmp_path / "marks" / "step5", process)  # step 5 is done, the process sleeps in it
+    (os.killpg if whole_group else os.kill)(process.pid, signum)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 128 + signum
+    latest = tmp_path / "tradam_seed0" / "latest.pt"
+    saved = load_checkpoint(latest)["step"]
+    assert 5 <= saved <= 6, "the step under way is finished, no further one begun"
+    line = one_line(err)
+    assert line.startswith(f"interrupted by {signal.Signals(signum).name} at step {saved}: {latest} holds it")
+    assert line.endswith(f"python train.py --name tradam_seed0 --checkpoints-dir {tmp_path} --resume")
+
+    assert train.main(args + ["--resume", "--num-workers", "0"]) == 0  # workers do not change the trajectory
+    final = load_checkpoint(latest)
+    assert final["step"] == 24 and final["finished"]
+    assert_same_state(uninterrupted, final)
+
+
+def test_a_signal_during_a_save_keeps_the_previous_checkpoint(synthetic_root, tmp_path):
+    args = tiny_args(synthetic_root, tmp_path, "--save-latest-freq", "1")
+    latest = tmp_path / "tradam_seed0" / "latest.pt"
+    # A first signal in the middle of a write: the write completes, the run stops there.
+    process = start_driver(args, tmp_path / "marks", SAVE_SLEEP="2")
+    wait_for(tmp_path / "marks" / "saving2", process)  # the checkpoint of step 2 is half written
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 130
+    assert one_line(err).startswith(f"interrupted by SIGINT at step 2: {latest} holds it")
+    assert load_checkpoint(latest, require_format=True)["step"] == 2
+
+    # A second signal in the middle of a write: the process ends at once, the previous checkpoint is kept.
+    process = start_driver(args + ["--resume"], tmp_path / "marks2", SAVE_SLEEP="60")
+    wait_for(tmp_path / "marks2" / "saving2", process)  # step 3 saved, the checkpoint of step 4 half written
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 143 and time.monotonic() - started < 30
+    assert one_line(err) == (f"stopped at once by a second SIGTERM: the write of {latest} was abandoned, the "
+                             f"previous latest.pt is intact; the last checkpoint is {latest} (step 3)")
+    assert load_checkpoint(latest, require_format=True)["step"] == 3
+    assert train.main(args + ["--resume", "--max-steps", "5"]) == 0  # and it continues from there
+    assert load_checkpoint(latest)["step"] == 5
+    assert sorted(p.name for p in latest.parent.glob(".latest.pt*")) == []  # the abandoned write is cleared
+
+
+def test_one_process_writes_a_run_and_a_stale_lock_is_taken_over(synthetic_root, tmp_path, capsys):
+    args = tiny_args(synthetic_root, tmp_path)
+    assert train.main(args + ["--max-steps", "2"]) == 0
+    capsys.readouterr()
+    process = start_driver(args + ["--resume", "--max-steps", "0"], tmp_path / "marks", STEP_SLEEP="0.5")
+    try:
+        wait_for(tmp_path / "marks" / "step1", process)
+        assert train.main(args + ["--resume", "--max-steps", "0"]) == 2
+        assert f"in use by process {process.pid} on " in one_line(capsys.readouterr().err)
+        assert train.main(args + ["--overwrite"]) == 2  # nor is a run in use replaced
+        assert f"in use by process {process.pid}" in one_line(capsys.readouterr().err)
+    finally:
+        process.kill()  # SIGKILL: the lock file stays behind, naming a process that is gone
+        process.wait()
+    assert (tmp_path / "tradam_seed0" / ".lock").is_file()
+    assert train.main(args + ["--resume", "--max-steps", "0"]) == 0
+    assert load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")["step"] == 16
+
+
+def test_diverged_weights_are_never_saved_and_the_advice_works(synthetic_root, tmp_path, capsys):
+    """With --lr 1e10 the losses stay finite but batch-norm running variances overflow to inf."""
+    run = tmp_path / "tradam_seed0"
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--lr", "1e10")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {run}: training diverged at step 4 (non-finite values in netG.")
+    assert "running_var" in line and "no checkpoint was written" in line and "latest.pt" not in line
+    assert not (run / "latest.pt").exists() and not list(run.glob("epoch_*.pt"))
+
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "4", "--overwrite")) == 0
+    good = load_checkpoint(run / "latest.pt")
+    capsys.readouterr()
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--resume", "--max-steps", "0", "--lr", "1e10",
+                                "--allow-change", "lr")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert f"the last good checkpoint is {run / 'latest.pt'} (step 4)" in line
+    assert_same_state(good, load_checkpoint(run / "latest.pt"))  # untouched
+
+    advice = shlex.split(line.split("continue from it with a lower learning rate: ")[1])
+    assert advice[:2] == ["python", "train.py"] and "--resume" in advice and "--lr" in advice
+    assert train.main(advice[2:]) == 0  # exactly what the message says
+    final = load_checkpoint(run / "latest.pt")
+    assert final["finished"] and final["step"] == 16
+    assert final["options"]["lr"] == 2e-5 and final["options"]["lr_changes"] == [[4, 2e-4, 2e-5]]
+    assert all(torch.isfinite(v).all() for v in list(final["netG"].values()) + list(final["netD"].values()))
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint(synthetic_root, tmp_path, capsys, monkeypatch):
@@ -291,3 +483,136 @@ def test_noise_probes_are_logged_and_leave_the_trajectory_unchanged(synthetic_ro
         assert [v.step for v in values] == [3, 6]
         assert all(v.value >= 0 for v in values)
     assert train.main(tiny_args(synthetic_root, tmp_path, "--noise-freq", "2", "--noise-probe", "1")) == 2
+
+
+def test_overwrite_deletes_nothing_until_the_new_run_has_started(synthetic_root, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    run = ckpt / "tradam_seed0"
+    assert train.main(tiny_args(synthetic_root, ckpt, "--max-steps", "2")) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    no_train = tmp_path / "no_train"
+    shutil.copytree(synthetic_root / "val", no_train / "val")
+    assert train.main(tiny_args(no_train, ckpt, "--overwrite")) == 2
+    assert "train" in one_line(capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+    broken = shutil.copytree(synthetic_root, tmp_path / "broken")
+    jpeg = broken / "train" / "2.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:-2000])  # a truncated JPEG: its header is fine, decoding fails in training
+    assert train.main(tiny_args(broken, ckpt, "--overwrite")) == 2
+    assert str(jpeg) in one_line(capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # put back
+    assert sorted(p.name for p in ckpt.iterdir()) == ["tradam_seed0"]  # nothing left aside
+
+    assert train.main(tiny_args(synthetic_root, ckpt, "--overwrite", "--max-steps", "1")) == 0
+    assert f"--overwrite: deleted the previous run at {run}" in capsys.readouterr().out
+    assert load_checkpoint(run / "latest.pt")["step"] == 1
+    assert sorted(p.name for p in ckpt.iterdir()) == ["tradam_seed0"]
+
+
+def test_resume_refuses_changed_options_keeps_runtime_ones_and_follows_a_moved_dataset(synthetic_root, tmp_path,
+                                                                                      capsys):
+    first = shutil.copytree(synthetic_root, tmp_path / "first")
+    ckpt = tmp_path / "ckpt"
+    latest = ckpt / "tradam_seed0" / "latest.pt"
+    assert train.main(tiny_args(first, ckpt, "--max-steps", "2", "--save-latest-freq", "1", "--log-freq", "1")) == 0
+    capsys.readouterr()
+    for changed, named in ((["--lr", "1e-3"], "--lr 0.001 (the run has 0.0002)"), (["--ngf", "16"], "--ngf 16"),
+                           (["--optim-d", "adam"], "--optim-d adam"), (["--no-flip"], "--no-flip True")):
+        assert train.main(["--checkpoints-dir", str(ckpt), "--name", "tradam_seed0", "--resume", *changed]) == 2
+        assert named in one_line(capsys.readouterr().err)
+    assert train.main(["--checkpoints-dir", str(ckpt), "--optim", "tradam", "--seed", "1", "--resume"]) == 2
+    assert "tradam_seed1: nothing to resume" in one_line(capsys.readouterr().err)  # --seed names another run
+    assert load_checkpoint(latest)["step"] == 2
+
+    # runtime options not given again keep the run's values; those given now apply
+    assert train.main(["--checkpoints-dir", str(ckpt), "--name", "tradam_seed0", "--resume", "--max-steps", "3"]) == 0
+    options = load_checkpoint(latest)["options"]
+    assert (options["save_latest_freq"], options["log_freq"], options["max_steps"]) == (1, 1, 3)
+    assert json.loads((latest.parent / "options.json").read_text())["save_latest_freq"] == 1
+
+    moved = first.rename(tmp_path / "moved")
+    resume = ["--checkpoints-dir", str(ckpt), "--name", "tradam_seed0", "--resume", "--max-steps", "4"]
+    assert train.main(resume) == 2
+    assert f"the run's dataset {first} is not there" in one_line(capsys.readouterr().err)
+    other = shutil.copytree(moved, tmp_path / "other")
+    shutil.copy(other / "val" / "0.jpg", other / "train" / "1.jpg")  # same frame count, other content
+    assert train.main(resume + ["--dataroot", str(other)]) == 2
+    assert "not the dataset the run was trained on" in one_line(capsys.readouterr().err)
+    (other / "train" / "1.jpg").unlink()
+    assert train.main(resume + ["--dataroot", str(other)]) == 2
+    assert "3 train / 3 val frames, but the run was trained on 4 / 3" in one_line(capsys.readouterr().err)
+    assert train.main(resume + ["--dataroot", str(moved)]) == 0
+    state = load_checkpoint(latest)
+    assert state["step"] == 4 and state["options"]["dataroot"] == str(moved)
+
+
+class FullDisk:
+    """A file whose writes fail with ENOSPC once ``limit`` bytes are written."""
+
+    def __init__(self, file, limit):
+        self.file, self.limit, self.written = file, limit, 0
+
+    def write(self, data):
+        self.written += len(data)
+        if self.written > self.limit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_disk_and_file_errors_are_one_line(synthetic_root, tmp_path, capsys, monkeypatch):
+    import gan.checkpoint
+
+    # a read-only checkpoints folder (root ignores permission bits: then the kernel's answer is emulated)
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.geteuid() == 0:
+        real_mkdir = os.mkdir
+
+        def mkdir(path, *args, **kwargs):
+            if Path(path).parent == read_only:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "mkdir", mkdir)
+    assert train.main(tiny_args(synthetic_root, read_only, "--max-steps", "1")) == 2
+    assert one_line(capsys.readouterr().err) == f"error: {read_only}: cannot create the run folder (Permission denied)"
+    assert not any(read_only.iterdir())
+    monkeypatch.undo()
+
+    # a full disk during the second checkpoint write
+    real_fdopen, opened = os.fdopen, []
+
+    def fdopen(fd, *args, **kwargs):
+        opened.append(fd)
+        file = real_fdopen(fd, *args, **kwargs)
+        return FullDisk(file, 10_000) if len(opened) == 2 else file
+
+    monkeypatch.setattr(gan.checkpoint.os, "fdopen", fdopen)
+    ckpt = tmp_path / "full"
+    latest = ckpt / "tradam_seed0" / "latest.pt"
+    assert train.main(tiny_args(synthetic_root, ckpt, "--save-latest-freq", "2")) == 2
+    assert one_line(capsys.readouterr().err) == (f"error: {latest}: cannot write the checkpoint (No space left on "
+                                                 f"device); the previous one is intact")
+    assert load_checkpoint(latest, require_format=True)["step"] == 2
+    assert sorted(p.name for p in latest.parent.glob(".latest.pt*")) == []
+    monkeypatch.undo()
+
+    # an image too large to decode safely (PIL's decompression-bomb check, here with a lower limit)
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert train.main(tiny_args(synthetic_root, tmp_path / "bomb")) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {synthetic_root / 'train' / '0.jpg'}: image too large to decode")

@@ -1,4 +1,12 @@
-"""Training a segmenter on tiny synthetic photos: beats chance, saves metadata, resumes exactly."""
+"""Training a segmenter on tiny synthetic photos: beats chance, saves metadata, resumes exactly (also after
+SIGTERM), never overwrites a segmenter by accident, checks its options."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +17,24 @@ from eval.segmenters import load_segmenter, read_segmenter_file
 
 TINY = ["--arch", "fcn8s", "--config", "width_mult=0.0625", "--config", "batch_norm=true", "--workers", "0",
         "--crop-size", "64", "--load-size", "72", "--batch-size", "4"]
+REPO = Path(__file__).resolve().parents[1]
+# eval.train_segmenter in a process of its own whose batches take 0.3 s; $MARKS/batch<n> marks the n-th batch.
+DRIVER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import eval.train_segmenter as ts
+marks, calls, real_jitter = Path(os.environ["MARKS"]), [0], ts.jitter_colors
+
+def slow_jitter(*args, **kwargs):
+    calls[0] += 1
+    (marks / f"batch{{calls[0]}}").touch()
+    time.sleep(0.3)
+    return real_jitter(*args, **kwargs)
+
+ts.jitter_colors = slow_jitter
+sys.exit(ts.main(sys.argv[1:]))
+""".format(repo=str(REPO))
 
 
 def majority_baseline(root):
@@ -87,7 +113,7 @@ def test_resume_continues_the_same_trajectory(synthetic_root, tmp_path, monkeypa
     # resuming with other settings is refused in one line
     monkeypatch.setattr(ts, "save_segmenter", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        ts.main(args + ["--out", str(resumed)])
+        ts.main(args + ["--out", str(resumed), "--overwrite"])
     monkeypatch.setattr(ts, "save_segmenter", real_save)
     assert ts.main(args + ["--out", str(resumed), "--resume", "--lr", "0.1"]) == 2
 
@@ -179,3 +205,73 @@ def test_training_reads_the_loss_back_rarely(synthetic_root, tmp_path, monkeypat
                    "--out", str(tmp_path / "fcn8s.pt")]
     assert ts.main(args) == 0
     assert reads == [1, 1]
+
+
+def test_sigterm_saves_within_the_epoch_and_resume_is_bit_identical(synthetic_root, tmp_path):
+    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--batch-size", "1", "--max-val-frames", "1"]
+    straight = tmp_path / "straight" / "fcn8s.pt"
+    assert ts.main(args + ["--out", str(straight)]) == 0
+
+    out, marks = tmp_path / "stopped" / "fcn8s.pt", tmp_path / "marks"
+    marks.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, *args, "--out", str(out)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, MARKS=str(marks)))
+    deadline = time.monotonic() + 240
+    while not (marks / "batch2").exists():  # the second of 4 batches of epoch 1 is under way
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1].strip()
+    assert process.returncode == 143
+    partial = ts.resume_path(out)
+    state = read_segmenter_file(partial)["train_state"]
+    assert (state["epoch"], state["batch"]) in ((0, 2), (0, 3))  # the batch under way was finished
+    assert err == (f"interrupted by SIGTERM: {partial} holds epoch 1/2 up to batch {state['batch']}/4; "
+                   f"continue with the same command and --resume")
+    assert not out.exists()
+
+    assert ts.main(args + ["--out", str(out), "--resume"]) == 0
+    a, b = read_segmenter_file(straight)["state_dict"], read_segmenter_file(out)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_existing_segmenter_is_only_replaced_with_overwrite(synthetic_root, tmp_path, capsys):
+    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "1", "--max-val-frames", "1"]
+    out = tmp_path / "fcn8s.pt"
+    assert ts.main(args + ["--out", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert ts.main(args + ["--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {out}: a trained segmenter is there; pass --overwrite to replace it or choose another --out"
+    assert out.read_bytes() == before and not ts.resume_path(out).exists()
+
+    ts.resume_path(out).write_bytes(before)  # an unfinished training left behind
+    out.unlink()
+    assert ts.main(args + ["--out", str(out)]) == 2
+    assert "--resume to continue it or --overwrite" in capsys.readouterr().err
+    assert ts.resume_path(out).read_bytes() == before
+
+    out.write_bytes(before)
+    assert ts.main(args + ["--out", str(out), "--overwrite", "--seed", "1"]) == 0
+    assert out.read_bytes() != before and not ts.resume_path(out).exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "-1"], "--lr"),
+    (["--config", "width_mult=-1"], "width_mult"),
+    (["--arch", "deeplabv3plus_xception71", "--config", "encoder=x"], "encoder 'x'"),
+    (["--arch", "deeplabv3plus_xception71", "--config", "output_stride=3"], "output_stride"),
+    (["--workers", "-1"], "--workers"),
+    (["--resume", "--overwrite"], "--overwrite"),
+])
+def test_every_option_is_checked_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
+    out = tmp_path / "segmenters" / "x.pt"
+    arch = [] if "--arch" in extra else TINY[:6]  # fcn8s and its tiny config unless the case names its own
+    assert ts.main([*arch, "--workers", "0", "--dataroot", str(synthetic_root), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not out.exists() and not ts.resume_path(out).exists()
