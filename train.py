@@ -513,7 +513,9 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
         if any_rank(bool(bad), device):  # every rank stops, or none
             raise diverged(f"non-finite values in {describe_names(bad) if bad else 'the state of another rank'}")
         rng_states = gather(rng.capture(device))  # every rank's own generators
-        if rank != 0:
+        if rank != 0:  # rank 0 writes; every rank knows what is on disk, for the same divergence message
+            if path == latest:
+                latest_step, latest_options = step, None
             return
         state.update(format_version=FORMAT_VERSION, options=options, epoch=epoch, epoch_step=epoch_step, step=step,
                      scheduler_G=scheduler_G.state_dict(), scheduler_D=scheduler_D.state_dict(),

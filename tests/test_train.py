@@ -437,7 +437,7 @@ def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_pa
     assert codes == ["1", "1"], f"exit codes of the ranks: {codes}"
     errors = [(tmp_path / f"rank{r}.err").read_text().splitlines() for r in (0, 1)]
     assert errors[0] == errors[1] and len(errors[0]) == 1, errors  # one line, the same on both ranks
-    assert errors[0][0].startswith("error: ") and "non-finite loss G_L1 at step 4 (rank 1)" in errors[0][0]
+    assert errors[0][0].startswith("error: ") and "diverged at step 4 (non-finite loss G_L1 on rank 1)" in errors[0][0]
 
 
 def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
