@@ -6,7 +6,8 @@ images with each run's final generator, segments them with every trained segment
 ``checkpoints/segmenters/`` and prints
 
 * Table 2: FCN-scores by FCN-8s,
-* Table 3: FCN-scores by DeepLabV3+ Xception-71 (our stand-in for DPC-xception71),
+* Table 3: FCN-scores by DeepLab's DPC Xception-71 (the paper's scorer, once imported with
+  ``python -m eval.import_segmenter dpc_xception71``) and by DeepLabV3+ Xception-71 (our stand-in),
 
 a row per optimizer (mean +- sample standard deviation over its runs) plus the ground-truth row (the
 real photos). ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
@@ -39,7 +40,7 @@ from eval.metrics import per_class_rows
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
 
 OPTIMIZER_NAMES = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
-PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3"}
+PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "dpc_xception71": "Table 3"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71"}
 METRICS = (("pixel_acc", "Per-pixel acc."), ("class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
 SEGMENTER_DIR = "segmenters"
@@ -211,13 +212,13 @@ def load_segmenters(args, checkpoints: Path, device) -> list[tuple]:
     for arch in wanted:
         path = default_path(arch, directory)
         if not path.is_file() and args.segmenters is None:
-            print(f"skipping {PAPER_TABLES.get(arch, arch)}: no {path} (train it with `{train_command(arch)}`)")
+            print(f"skipping {PAPER_TABLES.get(arch, arch)}: no {path} (make it with `{train_command(arch)}`)")
             continue
         model, meta = load_segmenter(path, arch, device)
         loaded.append((arch, model, meta, path))
     if not loaded:
         arch = wanted[0]
-        raise EvalError(f"{default_path(arch, directory)}: segmenter weights not found; train them with "
+        raise EvalError(f"{default_path(arch, directory)}: segmenter weights not found; make them with "
                         f"`{train_command(arch)}`")
     return loaded
 
@@ -390,7 +391,7 @@ def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> 
     sizes = sorted({e.size for e in evalsets.values()})
     protocol = f"protocol {args.protocol}" + ("" if args.protocol == "fullres" else
                                               f" ({', '.join(f'{s}x{s}' for s in sizes)})")
-    notes += [f"trained by us on {meta['trained_on'].get('name', '?')}", protocol,
+    notes += [meta.get("provenance") or f"trained by us on {meta['trained_on'].get('name', '?')}", protocol,
               ", ".join(f"{len(e)} val frames" for e in evalsets.values())]
     return {"arch": arch, "table": table, "title": f"{table}: FCN-scores by {name} ({'; '.join(notes)})",
             "display_name": name, "checkpoint": str(path), "config": meta.get("config"),

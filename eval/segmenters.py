@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eval import EvalError
+from eval import EvalError, dpc_xception71
 from gan.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
 
 NUM_CLASSES = 19
@@ -231,6 +231,7 @@ class SegmenterSpec:
     config_type: type
     build: Callable[[int, object], nn.Module]
     display_name: Callable[[object], str]
+    obtain: str = ""   # the command that makes its file, for segmenters not trained by eval.train_segmenter
 
 
 def _fcn8s_name(config: FCN8sConfig) -> str:
@@ -249,6 +250,10 @@ REGISTRY: dict[str, SegmenterSpec] = {
     "fcn8s": SegmenterSpec("fcn8s", FCN8sConfig, lambda n, c: FCN8s(n, c), _fcn8s_name),
     "deeplabv3plus_xception71": SegmenterSpec(
         "deeplabv3plus_xception71", DeepLabV3PlusConfig, lambda n, c: DeepLabV3Plus(n, c), _deeplab_name),
+    # DeepLab's model-zoo DPC Xception-71 (Table 3), imported with `python -m eval.import_segmenter`
+    "dpc_xception71": SegmenterSpec("dpc_xception71", dpc_xception71.DPCXception71Config,
+                                    lambda n, c: dpc_xception71.DPCXception71(n, c), dpc_xception71.display_name,
+                                    obtain=dpc_xception71.IMPORT_COMMAND),
 }
 
 
@@ -342,7 +347,9 @@ def default_path(arch: str, directory: str | os.PathLike = DEFAULT_DIR) -> Path:
 
 
 def train_command(arch: str) -> str:
-    return f"python -m eval.train_segmenter --arch {arch}"
+    """The command that makes the segmenter file of ``arch`` (training it, or importing an original)."""
+    spec = REGISTRY.get(arch)
+    return spec.obtain if spec is not None and spec.obtain else f"python -m eval.train_segmenter --arch {arch}"
 
 
 def segmenter_metadata(model: Segmenter, class_names, train_resolution, trained_on: dict,
@@ -377,7 +384,7 @@ def read_segmenter_file(path: str | os.PathLike, arch: str | None = None) -> dic
     path = Path(path)
     if not path.is_file():
         how = train_command(arch) if arch else "python -m eval.train_segmenter --arch ARCH"
-        raise EvalError(f"{path}: segmenter weights not found; train them with `{how}`")
+        raise EvalError(f"{path}: segmenter weights not found; make them with `{how}`")
     obj = load_checkpoint(path, require_format=True)
     if obj.get("kind") != "segmenter" or "metadata" not in obj or "state_dict" not in obj:
         raise EvalError(f"{path}: not a segmenter checkpoint (no segmenter metadata)")

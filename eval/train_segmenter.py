@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m eval.train_segmenter", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--arch", required=True, choices=list(REGISTRY), help="segmenter architecture")
+    parser.add_argument("--arch", required=True, choices=[a for a, spec in REGISTRY.items() if not spec.obtain],
+                        help="segmenter architecture (imported originals such as dpc_xception71 are not trained here)")
     parser.add_argument("--dataroot", default=None,
                         help="prepared pix2pix-layout dataset; None: the built-in synthetic city")
     parser.add_argument("--out", default=None, help="output file; None: checkpoints/segmenters/<arch>.pt")
