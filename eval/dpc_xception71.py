@@ -259,6 +259,7 @@ class DPCXception71(nn.Module):
     """
 
     own_input_handling = True
+    channels_last = True   # run convolutions channels-last (1.4x faster on the CPU, bench/dpc_xception71.py)
 
     def __init__(self, num_classes: int = NUM_CLASSES, config: DPCXception71Config = DPCXception71Config()):
         super().__init__()
@@ -296,6 +297,8 @@ class DPCXception71(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Preprocessed crops -> class logits at 1/4 of the crop (``logits/semantic`` of the graph)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features, low_level = self.backbone(x)
         cell = self.dpc(features)
         merged = torch.cat([resize_align_corners(cell, self.decoder_size),

@@ -92,8 +92,11 @@ def import_deeplab(research: Path):
     import tf_slim.nets.resnet_utils
     from tensorflow.python.tools import freeze_graph  # noqa: F401  (imported with the real package)
 
+    from tensorflow.python.util import deprecation
+    deprecation._PRINT_DEPRECATION_WARNINGS = False   # TF1 code: hundreds of deprecation notices
     tf1 = real_tf.compat.v1
     tf1.disable_v2_behavior()
+    tf1.logging.set_verbosity(tf1.logging.ERROR)
     contrib = types.ModuleType("tensorflow.contrib")
     contrib.slim = tf_slim
     contrib.framework = tf_slim
@@ -215,7 +218,12 @@ def export_random_graph(research: Path, output_stride: int, workdir: Path, image
             randomize(tf1, session, rng)
             calibrate_batch_norms(tf1, session, batch_norms, small, crop, rng)
             tf1.train.Saver(tf1.global_variables()).save(session, str(checkpoint))
-    export_model.main(None)          # rebuilds the graph and freezes it with the checkpoint
+    set_verbosity = tf1.logging.set_verbosity
+    tf1.logging.set_verbosity = lambda level: None    # keep export_model.main from turning INFO logs on
+    try:
+        export_model.main(None)      # rebuilds the graph and freezes it with the checkpoint
+    finally:
+        tf1.logging.set_verbosity = set_verbosity
     return frozen, variables
 
 
@@ -276,12 +284,15 @@ def compare(segmenter_path: Path, images_path: Path, tf_outputs_path: Path) -> d
     for name in images.files:
         image = torch.from_numpy(images[name]).permute(2, 0, 1)[None]
         x = from_uint8(image)
+        captured = {}
+        hook = net.classifier.register_forward_hook(lambda m, i, out: captured.update(low=out[0]))
         start = time.perf_counter()
         with torch.no_grad():
-            scores = model(x)[0]
-            low = net.logits(net.preprocess(x))[0]
-            pred = model.predict(x)[0]
+            scores = model(x)[0]                 # logits at the image size; the 1/4 ones on the way
         seconds = time.perf_counter() - start
+        hook.remove()
+        low = captured["low"]
+        pred = model.predict(x)[0]
         tf_low = torch.from_numpy(reference[f"{name}/logits"]).permute(2, 0, 1)
         tf_up = torch.from_numpy(reference[f"{name}/upsampled"]).permute(2, 0, 1)
         tf_pred = torch.from_numpy(reference[f"{name}/predictions"]).long()
@@ -292,10 +303,22 @@ def compare(segmenter_path: Path, images_path: Path, tf_outputs_path: Path) -> d
             "max_abs_diff_logits": float((low - tf_low).abs().max()),
             "max_abs_diff_upsampled": float((scores - tf_up).abs().max()),
             "argmax_agreement": float((scores.argmax(0) == tf_up.argmax(0)).double().mean()),
+            "max_margin_where_argmax_differs": max_tie_margin(tf_up, scores),
             "predict_agreement": float((pred == tf_pred).double().mean()),
             "seconds_ours": seconds, "seconds_tf": float(reference[f"{name}/seconds"]),
         })
     return {"segmenter": str(segmenter_path), "rows": rows}
+
+
+def max_tie_margin(reference, ours) -> float:
+    """The largest gap between the reference's best and second-best logit at pixels where the two
+    argmaxes differ (0 if none): below the logits' max abs difference, every disagreement is a tie
+    that rounding decides."""
+    differs = reference.argmax(0) != ours.argmax(0)
+    if not bool(differs.any()):
+        return 0.0
+    top2 = reference[:, differs].topk(2, dim=0).values
+    return float((top2[0] - top2[1]).max())
 
 
 # ------------------------------------------------------------------------------------ driver
@@ -378,12 +401,14 @@ def verify(args) -> int:
 
 def print_table(rows: list[dict]) -> None:
     print("\n| OS | image (HxW) | max abs logit | classes predicted | max abs diff, logits 1/4 | max abs diff, logits at image "
-          "| argmax agreement | predict vs SemanticPredictions | s/image TF | s/image ours |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| argmax agreement | predict vs SemanticPredictions | largest TF top-2 gap where argmax differs "
+          "| s/image TF | s/image ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['output_stride']} | {r['image']} | {r['logit_scale']:.3g} | {r['classes_predicted']} "
               f"| {r['max_abs_diff_logits']:.3g} "
               f"| {r['max_abs_diff_upsampled']:.3g} | {r['argmax_agreement']:.6%} | {r['predict_agreement']:.6%} "
+              f"| {r['max_margin_where_argmax_differs']:.3g} "
               f"| {r['seconds_tf']:.1f} | {r['seconds_ours']:.1f} |")
 
 
