@@ -121,8 +121,13 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(self.conv.out_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
+        if self.training:
+            x = self.bn(self.conv(x))
+        else:   # inference: the batch norm folded into the convolution, one pass over the activations
+            scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
+            x = F.conv2d(x, self.conv.weight * scale.view(-1, 1, 1, 1), self.bn.bias - self.bn.running_mean * scale,
+                         self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
+        return F.relu(x, inplace=True) if self.relu else x
 
     def tf_variables(self) -> dict[str, torch.Tensor]:
         """TensorFlow variable name -> the tensor of ours it fills."""
