@@ -121,12 +121,9 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(self.conv.out_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            x = self.bn(self.conv(x))
-        else:   # inference: the batch norm folded into the convolution, one pass over the activations
-            scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
-            x = F.conv2d(x, self.conv.weight * scale.view(-1, 1, 1, 1), self.bn.bias - self.bn.running_mean * scale,
-                         self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
+        # The batch norm stays a separate step, as in TensorFlow: folding it into the convolution is 1.3x
+        # faster on the CPU but doubles the rounding difference to DeepLab's graph (make verify-dpc).
+        x = self.bn(self.conv(x))
         return F.relu(x, inplace=True) if self.relu else x
 
     def tf_variables(self) -> dict[str, torch.Tensor]:
