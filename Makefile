@@ -1,12 +1,14 @@
 # Two entry points on a fresh machine: `make demo` (the whole pipeline on the built-in synthetic city)
 # and `make test`. Both create .venv with the project installed when it is missing.
+# `make verify-dpc` checks our DPC Xception-71 port against DeepLab's TensorFlow graph in a separate
+# environment (.venv-verify-dpc, TensorFlow CPU); DeepLab's sources come from DEEPLAB_RESEARCH.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_RUNS := demo_adam_seed0 demo_tradam_seed0
 DEMO_SEGMENTERS := checkpoints/segmenters/demo
 
-.PHONY: demo test venv study
+.PHONY: demo test venv study verify-dpc
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +18,23 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+VERIFY_DPC_VENV := .venv-verify-dpc
+# tensorflow/models research folder (deeplab/ and slim/); empty: tools/verify_dpc.py's default,
+# ../shared/third_party/tensorflow-models/research
+DEEPLAB_RESEARCH ?=
+VERIFY_DPC_ARGS ?=
+
+$(VERIFY_DPC_VENV)/.installed:
+	test -x $(VERIFY_DPC_VENV)/bin/python || $(PYTHON) -m venv $(VERIFY_DPC_VENV)
+	$(VERIFY_DPC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VERIFY_DPC_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.21.*" "tf-slim==1.1.*" "tf_keras==2.21.*"
+	touch $@
+
+# Never part of `make test`: it needs TensorFlow and takes ~10-20 minutes on 2 CPU cores.
+verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
+	$(VERIFY_DPC_VENV)/bin/python tools/verify_dpc.py --project-python $(PY) \
+	  $(if $(DEEPLAB_RESEARCH),--research $(DEEPLAB_RESEARCH)) $(VERIFY_DPC_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -7,7 +7,8 @@ images with each run's final generator, segments them with every trained segment
 
 * Table 2: FCN-scores by FCN-8s (ours; and, as published, by pix2pix's Caffe FCN-8s ``fcn8s_caffe`` once
   imported with ``python -m eval.import_segmenter``; use ``--protocol fullres`` for the pix2pix protocol),
-* Table 3: FCN-scores by DeepLabV3+ Xception-71 (our stand-in for DPC-xception71),
+* Table 3: FCN-scores by DeepLab's DPC Xception-71 (the paper's scorer, once imported with
+  ``python -m eval.import_segmenter dpc_xception71``) and by DeepLabV3+ Xception-71 (our stand-in),
 
 a row per optimizer (mean +- sample standard deviation over its runs) plus the ground-truth row (the
 real photos). ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
@@ -40,7 +41,8 @@ from eval.metrics import per_class_rows
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
 
 OPTIMIZER_NAMES = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
-PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2"}
+PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2",
+                "dpc_xception71": "Table 3"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71"}
 METRICS = (("pixel_acc", "Per-pixel acc."), ("class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
 SEGMENTER_DIR = "segmenters"
@@ -416,8 +418,8 @@ def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> 
     sizes = sorted({e.size for e in evalsets.values()})
     protocol = f"protocol {args.protocol}" + ("" if args.protocol == "fullres" else
                                               f" ({', '.join(f'{s}x{s}' for s in sizes)})")
-    origin = f"imported from {meta['source']['file']}" if "source" in meta else \
-        f"trained by us on {meta['trained_on'].get('name', '?')}"
+    origin = meta.get("provenance") or (f"imported from {meta['source']['file']}" if "source" in meta else
+                                        f"trained by us on {meta['trained_on'].get('name', '?')}")
     notes += [origin, protocol, ", ".join(f"{len(e)} val frames" for e in evalsets.values())]
     notes += ["pix2pix's fast_hist"] if args.fast_hist else []
     return {"arch": arch, "table": table, "title": f"{table}: FCN-scores by {name} ({'; '.join(notes)})",

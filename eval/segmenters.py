@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eval import EvalError
+from eval import EvalError, dpc_xception71
 from eval.caffe_fcn8s import CaffeFCN8s, CaffeFCN8sConfig
 from eval.caffe_fcn8s import display_name as _caffe_fcn8s_name
 from gan.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
@@ -252,6 +252,7 @@ class SegmenterSpec:
     config_type: type
     build: Callable[[int, object], nn.Module]
     display_name: Callable[[object], str]
+    obtain: str = ""   # the command that makes its file, for segmenters not trained by eval.train_segmenter
 
 
 def _fcn8s_name(config: FCN8sConfig) -> str:
@@ -270,8 +271,14 @@ REGISTRY: dict[str, SegmenterSpec] = {
     "fcn8s": SegmenterSpec("fcn8s", FCN8sConfig, lambda n, c: FCN8s(n, c), _fcn8s_name),
     "deeplabv3plus_xception71": SegmenterSpec(
         "deeplabv3plus_xception71", DeepLabV3PlusConfig, lambda n, c: DeepLabV3Plus(n, c), _deeplab_name),
-    # pix2pix's Caffe FCN-8s, imported from its caffemodel (20 output channels: build it with num_classes=20)
-    "fcn8s_caffe": SegmenterSpec("fcn8s_caffe", CaffeFCN8sConfig, lambda n, c: CaffeFCN8s(n, c), _caffe_fcn8s_name),
+    # pix2pix's Caffe FCN-8s (Table 2), imported from its caffemodel (20 output channels: num_classes=20)
+    "fcn8s_caffe": SegmenterSpec("fcn8s_caffe", CaffeFCN8sConfig, lambda n, c: CaffeFCN8s(n, c), _caffe_fcn8s_name,
+                                 obtain="python -m eval.import_segmenter fcn8s_caffe fcn-8s-cityscapes.caffemodel "
+                                        "--out checkpoints/segmenters/fcn8s_caffe.pt"),
+    # DeepLab's model-zoo DPC Xception-71 (Table 3), imported with `python -m eval.import_segmenter`
+    "dpc_xception71": SegmenterSpec("dpc_xception71", dpc_xception71.DPCXception71Config,
+                                    lambda n, c: dpc_xception71.DPCXception71(n, c), dpc_xception71.display_name,
+                                    obtain=dpc_xception71.IMPORT_COMMAND),
 }
 
 
@@ -371,11 +378,9 @@ def default_path(arch: str, directory: str | os.PathLike = DEFAULT_DIR) -> Path:
 
 
 def train_command(arch: str) -> str:
-    """The command that makes the segmenter file of ``arch``: training it, or importing an original scorer."""
-    from eval.import_segmenter import IMPORTERS  # imports this module, hence here
-    if arch in IMPORTERS:
-        return f"python -m eval.import_segmenter {arch} SOURCE --out {default_path(arch)}"
-    return f"python -m eval.train_segmenter --arch {arch}"
+    """The command that makes the segmenter file of ``arch`` (training it, or importing an original)."""
+    spec = REGISTRY.get(arch)
+    return spec.obtain if spec is not None and spec.obtain else f"python -m eval.train_segmenter --arch {arch}"
 
 
 def segmenter_metadata(model: Segmenter, class_names, train_resolution, trained_on: dict,

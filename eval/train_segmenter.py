@@ -29,7 +29,6 @@ import torch
 from data import DataError
 from eval import EvalError
 from eval.fcn_score import resolve_device, score_batches
-from eval.import_segmenter import IMPORTERS
 from eval.metrics import fcn_scores, per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
@@ -57,8 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m eval.train_segmenter", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    trainable = [arch for arch in REGISTRY if arch not in IMPORTERS]  # the original scorers are imported
-    parser.add_argument("--arch", required=True, choices=trainable, help="segmenter architecture")
+    parser.add_argument("--arch", required=True, choices=[a for a, spec in REGISTRY.items() if not spec.obtain],
+                        help="segmenter architecture (imported originals such as dpc_xception71 are not trained here)")
     parser.add_argument("--dataroot", default=None,
                         help="prepared pix2pix-layout dataset; None: the built-in synthetic city")
     parser.add_argument("--out", default=None, help="output file; None: checkpoints/segmenters/<arch>.pt")
