@@ -19,6 +19,7 @@ import math
 import os
 import random
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -561,7 +562,13 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
     if stop and epoch < total_epochs and rank == 0:
         print(f"{run_dir}: at step {step}, its --max-steps {args.max_steps}; give a larger one (0: no limit) to "
               f"continue", flush=True)
-    while epoch < total_epochs and not stop and not signals.requested:
+    def stop_requested() -> bool:
+        """A signal reached this process or, under torchrun, any rank: every rank stops after the same step."""
+        requested = signals.requested is not None
+        return any_rank(requested, device) if world_size > 1 else requested
+
+    interrupted = False
+    while epoch < total_epochs and not stop and not (interrupted := stop_requested()):
         sampler.set_epoch(epoch, start=epoch_step * args.batch_size)
         tick = time.perf_counter()
         for batch in loader:
@@ -600,7 +607,8 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
                     writer.add_scalar(f"noise/{key}", value, step)
             if step % args.save_latest_freq == 0:
                 save(run_dir / "latest.pt")
-            if step >= total_steps or signals.requested:  # a signal: stop after this step
+            interrupted = stop_requested()
+            if step >= total_steps or interrupted:  # a signal: stop after this step
                 stop = True
                 break
         if not stop or epoch_step >= steps_per_epoch:  # the epoch is complete
@@ -611,14 +619,15 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
             if epoch % args.save_epoch_freq == 0 or epoch == total_epochs:
                 save(run_dir / f"epoch_{epoch:03d}.pt")
         save(run_dir / "latest.pt", finished=epoch >= total_epochs)
-    if signals.requested and step < total_steps:
+    if interrupted and step < total_steps:
         if latest_step != step:
             save(latest)
         if rank == 0:
             bar.close()
             writer.close()
-        raise Stopped(f"interrupted by {signal_name(signals.requested)} at step {step}: {latest} holds it; "
-                      f"continue with {resume_command(args)}", signals.requested)
+        number = signals.requested or signal.SIGTERM  # under torchrun: another rank's signal
+        raise Stopped(f"interrupted by {signal_name(number)} at step {step}: {latest} holds it; "
+                      f"continue with {resume_command(args)}", number)
     if rank == 0:
         bar.close()
         write_samples()

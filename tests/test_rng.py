@@ -1,7 +1,6 @@
 """gan/rng.py: each process saves and restores its own device generator, with a stand-in CUDA RNG API."""
 import random
 
-import pytest
 import torch
 
 from gan import rng
