@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import math
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from eval.fcn_score import (PROTOCOLS, EvalSet, check_image_folder, generate_ima
                             read_image, resolve_device, score_folder, score_real_photos, scores_of)
 from eval.metrics import per_class_rows
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
+from eval.statistics import summarize
 
 OPTIMIZER_NAMES = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
 PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2",
@@ -249,14 +249,6 @@ def load_segmenters(args, checkpoints: Path, device) -> list[tuple]:
 
 
 # ------------------------------------------------------------------------------ aggregation
-def summarize(values: list[float]) -> dict:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return {"mean": float("nan"), "std": None, "n": 0}
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
-
-
 def method_order(methods: list[str]) -> list[str]:
     known = list(OPTIMIZER_NAMES.values())
     return sorted(set(methods), key=lambda m: (known.index(m) if m in known else len(known), m))
