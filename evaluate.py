@@ -33,9 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.command_line import run_main
+from common.device import resolve_device
+from common.files import write_json, write_png, write_text
+from data.images import read_rgb
 from eval import EvalError
 from eval.fcn_score import (PROTOCOLS, EvalSet, check_image_folder, generate_images, new_meter, open_eval_set,
-                            read_image, resolve_device, score_folder, score_real_photos, scores_of)
+                            score_folder, score_real_photos, scores_of)
 from eval.metrics import per_class_rows
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
 from eval.statistics import summarize
@@ -308,25 +312,6 @@ def per_class_markdown(title: str, per_source: list[dict], gt: list[dict]) -> st
     return "\n".join(lines)
 
 
-def json_ready(value):
-    """NaN -> None (JSON has no NaN), Paths -> strings, recursively."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # ------------------------------------------------------------------------------------ figure
 def comparison_figure(evalset: EvalSet, columns: list[tuple[str, Path]], n_frames: int, path: Path) -> None:
     """PNG grid: label | each method's image | real photo, for ``n_frames`` evenly spaced frames."""
@@ -345,21 +330,19 @@ def comparison_figure(evalset: EvalSet, columns: list[tuple[str, Path]], n_frame
     for r, i in enumerate(picks):
         item = evalset.dataset[i]
         tiles = [train_ids_to_color(item["label"].numpy())]
-        tiles += [read_image(folder / f"{evalset.names[i]}.png").permute(1, 2, 0).numpy() for _, folder in columns]
+        tiles += [read_rgb(folder / f"{evalset.names[i]}.png").permute(1, 2, 0).numpy() for _, folder in columns]
         tiles.append(evalset.real_photo(i).permute(1, 2, 0).numpy())
         for c, array in enumerate(tiles):
             image = Image.fromarray(np.ascontiguousarray(array)).resize((tile, tile), Image.NEAREST)
             canvas.paste(image, (c * tile, header + r * tile))
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    canvas.save(tmp)
-    tmp.replace(path)
+    write_png(path, canvas)
 
 
 # -------------------------------------------------------------------------------------- main
 def generate_all(sources: list[ImageSource], evalsets: dict, out: Path, args, device, amp) -> None:
     """Generate the val images of every source that has a generator checkpoint (batch size 1)."""
     from gan.networks import load_generator
-    from gan.progress import progress
+    from common.progress import progress
 
     mode = "eval mode (running statistics, no dropout)" if args.eval_mode else \
         "pix2pix test protocol (dropout on, each image's own batch-norm statistics)"
@@ -383,7 +366,7 @@ def generate_all(sources: list[ImageSource], evalsets: dict, out: Path, args, de
 
 def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> dict:
     """Scores of the real photos and of every image set under one segmenter, and its table rows."""
-    from gan.progress import progress
+    from common.progress import progress
 
     several_roots = len(evalsets) > 1
     gt, per_source = [], []
@@ -451,7 +434,7 @@ def write_outputs(report: dict, sources: list[ImageSource], evalsets: dict, out:
         text = per_class_markdown(f"Per-class FCN-scores by {entry['display_name']}", entry["image_sets"],
                                   entry["ground_truth"])
         write_text(out / f"per_class_{entry['arch']}.md", text + "\n")
-    write_text(out / "results.json", json.dumps(json_ready(report), indent=1) + "\n")
+    write_json(out / "results.json", report)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["segmenter", "method", "image_set", "seed", "pixel_acc", "class_acc", "class_iou"])
@@ -505,22 +488,14 @@ def evaluate(args) -> Path:
 
 
 def main(argv=None) -> int:
-    from data import DataError
-    from gan.checkpoint import CheckpointError
     args = parse_args(argv)
-    try:
+
+    def work() -> str:
         validate(args)
         out = evaluate(args)
-    except (EvalError, CheckpointError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # an output that cannot be written
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}/results.md, results.json, results.csv, per_class_*.md, comparison.png and the "
-          f"generated images {out}/<run>/images/<frame>.png")
-    return 0
+        return (f"wrote {out}/results.md, results.json, results.csv, per_class_*.md, comparison.png and the "
+                f"generated images {out}/<run>/images/<frame>.png")
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import random
@@ -29,21 +28,22 @@ import torch
 import torch.distributed as dist
 import torchvision
 
-from data import DataError
+from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
+from common.command_line import InputError, run_main
+from common.device import check_device_name, resolve_device
+from common.files import write_json
+from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
+from common.progress import progress
+from common.run_folder import RunFolder
 from data.aligned import AlignedDataset, dataset_fingerprint
 from data.sampling import EpochSampler, SeededSamples
 from gan import rng
 from gan.amp import amp_dtype
 from gan.amp import autocast as mixed_precision
-from gan.checkpoint import (FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries,
-                            save_atomic)
-from gan.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from gan.distributed import any_rank, gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.noise import probe_generator_noise
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix
-from gan.progress import progress
-from gan.run_folder import RunFolder, RunFolderError
 
 PRESETS = {
     # The paper's configuration (pix2pix's Cityscapes defaults).
@@ -62,7 +62,7 @@ LOCATION_OPTIONS = {"name", "checkpoints_dir", "resume", "overwrite", "allow_cha
 CHANGEABLE_OPTIONS = ("lr",)
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """A bad option or run folder (one line)."""
 
 
@@ -211,28 +211,6 @@ def validate(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------- setup
-def check_device_name(name: str) -> None:
-    """--device: auto, cpu, cuda or cuda:N of an existing GPU."""
-    kind, _, index = name.partition(":")
-    if name in ("auto", "cpu") or (kind == "cuda" and (not index or index.isdigit())):
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA device is available")
-        if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
-        return
-    raise UsageError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    return torch.device(name)
-
-
 def setup_distributed(device_name: str) -> tuple[int, int, int]:
     """(rank, world_size, local_rank); initializes the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -361,8 +339,8 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     """Run (or resume) the training described by ``args``; returns the trained model.
 
     The run folder is locked while it runs and an old run replaced by --overwrite is only deleted once
-    the new run has saved a checkpoint (gan.run_folder). SIGINT/SIGTERM stop it after the current step
-    with a saved latest.pt by raising gan.interrupts.Stopped.
+    the new run has saved a checkpoint (common.run_folder). SIGINT/SIGTERM stop it after the current step
+    with a saved latest.pt by raising common.interrupts.Stopped.
     """
     run = RunFolder(Path(args.checkpoints_dir) / args.name)
     with StopSignals() as signals:
@@ -394,7 +372,7 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
         if "dataroot" not in getattr(args, "given_options", ()) and not Path(args.dataroot).is_dir():
             raise UsageError(f"{run_dir}: the run's dataset {args.dataroot} is not there; if it moved, give its "
                              f"new place with --dataroot")
-    device = pick_device(args.device, local_rank)
+    device = resolve_device(args.device, local_rank)
     if args.dataroot is None:
         from data.synthetic import default_dataset
         args.dataroot = str(default_dataset(verbose=rank == 0))
@@ -493,9 +471,7 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
                           f"saved", signals.requested)
         run.start()  # options, data, model and device are fine: the run takes its folder
         (run_dir / "samples").mkdir(exist_ok=True)
-        tmp = run_dir / "options.json.tmp"
-        tmp.write_text(json.dumps(options, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, run_dir / "options.json")
+        write_json(run_dir / "options.json", options, sort_keys=True)
         from torch.utils.tensorboard import SummaryWriter
         writer = open_files.enter_context(SummaryWriter(str(run_dir / "events"), purge_step=step if step else None))
         if step == 0:
@@ -644,23 +620,11 @@ def run_training(args: argparse.Namespace, run: RunFolder, signals: StopSignals,
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         validate(args)
         train(args)
-    except (UsageError, RunFolderError, DataError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a file or folder that cannot be written
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        return stop.exit_code
-    return 0
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import peak_memory_growth_mb  # noqa: E402
+from peak_memory import peak_memory_growth_mb  # noqa: E402
 from eval.fcn_score import (generate_images, open_eval_set, score_batches, score_folder,  # noqa: E402
                             upsample_like_imresize)
 from eval.metrics import ConfusionMeter  # noqa: E402

@@ -23,7 +23,7 @@ import torch
 from torch.optim import Optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import peak_memory_growth_mb  # noqa: E402
+from peak_memory import peak_memory_growth_mb  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
 from gan.optim import TRAdam  # noqa: E402
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import peak_memory_growth_mb  # noqa: E402
+from peak_memory import peak_memory_growth_mb  # noqa: E402
 from gan.losses import GANLoss  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
 from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, set_requires_grad  # noqa: E402

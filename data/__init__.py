@@ -11,7 +11,8 @@ Modules:
 
 Bad input raises DataError with a one-line message naming the file.
 """
+from common.command_line import InputError
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input data; the message is one line naming the file and the problem."""

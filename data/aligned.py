@@ -20,16 +20,16 @@ reproducible for a fixed number of workers.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from data import DataError
 from data.cityscapes import color_to_train_ids
 from data.fingerprint import files_fingerprint
+from data.images import image_header, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -47,39 +47,6 @@ class LoaderDataError(DataError):
             last_line = message.rstrip().splitlines()[-1]  # "data.aligned.LoaderDataError: <message>"
             message = last_line.split(": ", 1)[1] if ": " in last_line else last_line
         super().__init__(message)
-
-
-_TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-
-
-def _open(path: Path) -> Image.Image:
-    """``Image.open`` that treats PIL's decompression-bomb warning as the error it is for a dataset."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(path)
-
-
-def _too_large(path: Path, error: Exception) -> DataError:
-    detail = str(error).split(", could be")[0].rstrip(".")
-    return DataError(f"{path}: image too large to decode ({detail}; PIL's decompression-bomb limit)")
-
-
-def read_image(path) -> Image.Image:
-    """Open and fully decode an image file; a missing, non-image, truncated or too large file raises ``DataError``."""
-    path = Path(path)
-    try:
-        with _open(path) as image:
-            image.load()
-            return image
-    except _TOO_LARGE as error:
-        raise _too_large(path, error) from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
-    except Exception as error:  # noqa: BLE001 - decoders raise OSError, SyntaxError, EOFError, zlib.error, ...
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: corrupt or truncated image ({detail})") from None
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -144,16 +111,7 @@ class AlignedDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _check_header(path: Path) -> None:
-        try:
-            with _open(path) as image:
-                width, height, mode = image.width, image.height, image.mode
-        except _TOO_LARGE as error:
-            raise _too_large(path, error) from None
-        except UnidentifiedImageError:
-            raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
-        except OSError as error:
-            raise DataError(f"{path}: unreadable image ({error})") from None
-        _check_pair_shape(path, width, height, mode)
+        _check_pair_shape(path, *image_header(path))
 
     def __len__(self) -> int:
         return len(self.paths)

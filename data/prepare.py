@@ -33,10 +33,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from common.command_line import run_main
 from data import DataError
-from data.aligned import read_image
 from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
 from data.fingerprint import files_fingerprint
+from data.images import read_image
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -228,16 +229,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256, help="side of each square half")
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing output")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:  # prepare() reports what it wrote
         prepare(args.cityscapes, args.out, size=args.size, overwrite=args.overwrite)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an output that cannot be written
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
+from common.command_line import run_main
 from data import DataError
 from data.cityscapes import label_ids_to_color
 from data.prepare import make_work_dir, prepare
@@ -812,15 +813,12 @@ def main(argv=None) -> int:
                         help="side of the square pix2pix halves; official-layout images are 2*size x size")
     parser.add_argument("--overwrite", action="store_true", help="replace different data already in --out")
     args = parser.parse_args(argv)
-    try:
+    def work() -> str:
         root = generate(args.out, args.train, args.val, seed=args.seed, size=args.size, overwrite=args.overwrite,
                         show_progress=True)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.train} train / {args.val} val synthetic frames to {root} (pix2pix layout) and "
-          f"{Path(args.out) / 'cityscapes'} (official layout)")
-    return 0
+        return (f"wrote {args.train} train / {args.val} val synthetic frames to {root} (pix2pix layout) and "
+                f"{Path(args.out) / 'cityscapes'} (official layout)")
+    return run_main(work)
 
 
 if __name__ == "__main__":

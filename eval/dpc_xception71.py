@@ -42,11 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.cityscapes import NUM_CLASSES
 from eval import EvalError
 from eval.protobuf_wire import ProtobufError, fields_by_number, signed64, string
 
 ARCH = "dpc_xception71"
-NUM_CLASSES = 19
 GRAPH_FILE = "frozen_inference_graph.pb"
 ZOO_FILE = "deeplab_cityscapes_xception71_trainfine_2018_09_08.tar.gz"
 IMPORT_COMMAND = f"python -m eval.import_segmenter {ARCH} {ZOO_FILE} --out checkpoints/segmenters/{ARCH}.pt"

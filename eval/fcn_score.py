@@ -16,7 +16,7 @@ Pieces, each usable alone:
   frame, ``<frame name>.png``. The pix2pix test protocol (default) keeps the generator in training
   mode: dropout on and batch norm on each image's own statistics; seeded, so reruns are identical on
   the CPU. ``test_protocol=False`` uses running statistics and no dropout.
-* :func:`check_image_folder` / :func:`read_image` - a folder of generated PNGs, checked for missing
+* :func:`check_image_folder` - a folder of generated PNGs, checked for missing
   frames and wrong sizes before anything is computed.
 * :func:`score_batches` - segment batches and accumulate the confusion matrix on the device
   (:func:`new_meter`: ours, or the reference script's ``fast_hist`` with its quirks).
@@ -25,8 +25,6 @@ Pieces, each usable alone:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -35,21 +33,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.files import write_png
+from data.cityscapes import NUM_CLASSES
+from data.images import image_header, read_rgb
 from eval import EvalError
 from eval.metrics import ConfusionMeter, FastHistMeter, fcn_scores
-from eval.segmenters import NUM_CLASSES, Segmenter
+from eval.segmenters import Segmenter
 from gan.amp import autocast
 
 PROTOCOLS = ("256", "fullres")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EvalError("--device cuda: no CUDA device available")
-    return torch.device(name)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -60,20 +52,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def from_uint8(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [-1, 1]."""
     return images.float() / 127.5 - 1
-
-
-def write_png(image_hwc: np.ndarray, path: Path) -> None:
-    """Write an RGB uint8 image as PNG atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(image_hwc).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -104,7 +82,7 @@ class EvalSet:
         if i in self._labels:
             return self._labels[i]
         if self.protocol == "fullres":
-            from data.aligned import read_image as read_label
+            from data.images import read_image as read_label
             from data.cityscapes import label_ids_to_train_ids
             path = self.full_label_paths[self.names[i]]
             ids = np.asarray(read_label(path))
@@ -197,7 +175,7 @@ def generate_images(generator: torch.nn.Module, evalset: EvalSet, out_dir, devic
         with autocast(device, amp):
             fake = generator(x)
         image = to_uint8(fake[0]).permute(1, 2, 0).cpu().numpy()
-        write_png(image, out_dir / f"{name}.png")
+        write_png(out_dir / f"{name}.png", image)
         if bar is not None:
             bar.update(1)
     return out_dir
@@ -219,24 +197,10 @@ def check_image_folder(folder, evalset: EvalSet) -> list[Path]:
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise EvalError(f"{folder}: {len(missing)} of {len(paths)} val frames have no <frame>.png ({shown})")
     for path in paths:
-        try:
-            with Image.open(path) as im:
-                width, height = im.size
-        except (OSError, Image.DecompressionBombError) as exc:  # the latter: too large to decode
-            raise EvalError(f"{path}: not a readable image ({exc})") from None
+        width, height, _ = image_header(path)
         if (height, width) != (evalset.size, evalset.size):
             raise EvalError(f"{path}: image is {width}x{height}, expected {evalset.size}x{evalset.size}")
     return paths
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """An RGB image file as uint8 [3, H, W]."""
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-    except (OSError, Image.DecompressionBombError) as exc:  # the latter: too large to decode
-        raise EvalError(f"{path}: not a readable image ({exc})") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 # -------------------------------------------------------------------------------------- scoring
@@ -312,7 +276,7 @@ def score_folder(segmenter: Segmenter, evalset: EvalSet, folder, device: torch.d
                  amp: bool = False, bar=None, meter=None) -> torch.Tensor:
     """Confusion matrix of ``segmenter`` on the ``<frame>.png`` images of ``folder``."""
     paths = check_image_folder(folder, evalset)
-    return score_images(segmenter, evalset, lambda i: read_image(paths[i]), device, batch_size, amp, bar, meter)
+    return score_images(segmenter, evalset, lambda i: read_rgb(paths[i]), device, batch_size, amp, bar, meter)
 
 
 def score_real_photos(segmenter: Segmenter, evalset: EvalSet, device: torch.device, batch_size: int = 8,

@@ -21,9 +21,9 @@ import importlib
 import sys
 from pathlib import Path
 
+from common.command_line import run_main
 from eval import EvalError
 from eval.segmenters import save_segmenter
-from gan.checkpoint import CheckpointError
 
 # arch -> "module:function"; the function takes the source path and returns (Segmenter, metadata).
 IMPORTERS = {
@@ -50,20 +50,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        if args.out.exists() and not args.overwrite:
-            raise EvalError(f"{args.out}: exists; pass --overwrite to replace it")
-        if args.out.is_dir():
-            raise EvalError(f"{args.out}: is a folder; --out names the segmenter file to write")
-        if not args.source.exists():
-            raise EvalError(f"{args.source}: not found")
-        model, metadata = importer(args.arch)(args.source)
-        save_segmenter(args.out, model, metadata)
-    except (EvalError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote segmenter {args.out} ({metadata['display_name']})")
-    return 0
+    return run_main(lambda: import_segmenter(args))
+
+
+def import_segmenter(args: argparse.Namespace) -> str:
+    """Write the segmenter file; the line that says so."""
+    if args.out.exists() and not args.overwrite:
+        raise EvalError(f"{args.out}: exists; pass --overwrite to replace it")
+    if args.out.is_dir():
+        raise EvalError(f"{args.out}: is a folder; --out names the segmenter file to write")
+    if not args.source.exists():
+        raise EvalError(f"{args.source}: not found")
+    model, metadata = importer(args.arch)(args.source)
+    save_segmenter(args.out, model, metadata)
+    return f"wrote segmenter {args.out} ({metadata['display_name']})"
 
 
 if __name__ == "__main__":

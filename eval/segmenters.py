@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
+from data.cityscapes import NUM_CLASSES
 from eval import EvalError, dpc_xception71
 from eval.caffe_fcn8s import CaffeFCN8s, CaffeFCN8sConfig
 from eval.caffe_fcn8s import display_name as _caffe_fcn8s_name
-from gan.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
 
-NUM_CLASSES = 19
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_DIR = Path("checkpoints") / "segmenters"

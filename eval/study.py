@@ -41,8 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.command_line import run_main
+from common.files import write_figure, write_json, write_text
 from eval import EvalError
-from eval.fcn_score import open_eval_set, read_image
+from data.images import read_rgb
+from eval.fcn_score import open_eval_set
 from eval.statistics import paired_difference, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +215,7 @@ def validation_l1(images: Path, evalset) -> float:
     """Mean |generated − real| over the val frames, in [-1, 1] units (the L1 term of G's loss / λ)."""
     total = 0.0
     for i, name in enumerate(evalset.names):
-        fake = read_image(images / f"{name}.png").float() / 127.5 - 1
+        fake = read_rgb(images / f"{name}.png").float() / 127.5 - 1
         real = evalset.real_photo(i).float() / 127.5 - 1
         total += float((fake - real).abs().mean())
     return total / len(evalset.names)
@@ -243,7 +246,7 @@ def read_noise(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def steps_per_epoch(run_dir: Path) -> int | None:
     """Training steps in one epoch of a run (from its latest checkpoint)."""
-    from gan.checkpoint import load_checkpoint
+    from common.checkpoint import load_checkpoint
     state = load_checkpoint(run_dir / "latest.pt")
     return state["step"] // state["epoch"] if state.get("epoch") else None
 
@@ -393,7 +396,7 @@ def figures(report: dict, out: Path) -> None:
                f"Class IoU by {report['display_names'][report['curve_scorer']]}", "class IoU")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=110)
+    write_figure(out / "learning_curves.png", fig)
     plt.close(fig)
 
     panels = [("grad_ratio", "gradient noise V / ‖ḡ‖²", True), ("direction_ratio", "direction noise V / ‖ḡ + o‖²", True),
@@ -406,24 +409,8 @@ def figures(report: dict, out: Path) -> None:
             ax.set_yscale("log")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "noise.png", dpi=110)
+    write_figure(out / "noise.png", fig)
     plt.close(fig)
-
-
-def _json_ready(value):
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------ study
@@ -489,7 +476,7 @@ def run_study(config: StudyConfig) -> Path:
     text = markdown_report(report)
     print(text)
     write_text(out / "study.md", text)
-    write_text(out / "study.json", json.dumps(_json_ready(report), indent=1) + "\n")
+    write_json(out / "study.json", report)
     figures(report, out)
     return out
 
@@ -520,13 +507,7 @@ def parse_args(argv=None) -> StudyConfig:
 
 def main(argv=None) -> int:
     config = parse_args(argv)
-    try:
-        out = run_study(config)
-    except EvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote the study to {out}")
-    return 0
+    return run_main(lambda: f"wrote the study to {run_study(config)}")
 
 
 if __name__ == "__main__":

@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data import DataError
+from common.command_line import run_main
+from common.device import resolve_device
 from eval import EvalError
-from eval.fcn_score import resolve_device, score_batches
+from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
 from eval.metrics import fcn_scores, per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
 from gan import rng
 from gan.amp import amp_dtype, autocast
-from gan.checkpoint import CheckpointError
-from gan.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
-from gan.progress import progress
+from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
+from common.progress import progress
 
 LOSS_READ_EVERY = 50  # steps between reads of the loss for the progress bar
 
@@ -176,24 +176,12 @@ def jitter_colors(photos: torch.Tensor, generator: torch.Generator, strength: fl
     return ((photos - mean) * contrast.to(photos) + mean + brightness.to(photos)).clamp(-1, 1)
 
 
-def real_photo_batches(dataset, batch_size: int, max_frames: int | None = None):
-    """(photos in [-1, 1] quantised to 8 bits, labels) batches of a val dataset, in order."""
-    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
-    for start in range(0, count, batch_size):
-        items = [dataset[i] for i in range(start, min(count, start + batch_size))]
-        photos = torch.stack([item["target"] for item in items])
-        photos = ((photos + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1  # as a saved 8-bit image
-        yield photos, torch.stack([item["label"] for item in items])
-
-
-def score_real_photos(model: Segmenter, dataset, device, batch_size: int, amp: bool,
-                      max_frames: int | None = None) -> dict:
-    """FCN-scores of the segmenter on the real photos of ``dataset`` (the ground-truth row)."""
-    count = len(dataset) if max_frames is None else min(max_frames, len(dataset))
-    bar = progress(total=count, desc="val (real photos)", unit="img")
-    conf = score_batches(model, real_photo_batches(dataset, batch_size, max_frames), device, amp, bar)
+def val_scores(model: Segmenter, val_set: EvalSet, device, batch_size: int, amp: bool) -> dict:
+    """FCN-scores of the segmenter on the real val photos (the ground-truth row)."""
+    bar = progress(total=len(val_set), desc="val (real photos)", unit="img")
+    scores = fcn_scores(score_real_photos(model, val_set, device, batch_size, amp, bar))
     bar.close()
-    return fcn_scores(conf)
+    return scores
 
 
 def format_scores(scores: dict) -> str:
@@ -279,8 +267,7 @@ def train(args: argparse.Namespace) -> Path:
 
     train_set = AlignedDataset(dataroot, "train", direction="BtoA", load_size=args.load_size,
                                crop_size=args.crop_size, flip=True, train=True)
-    val_set = AlignedDataset(dataroot, "val", direction="BtoA", load_size=args.crop_size,
-                             crop_size=args.crop_size, flip=False, train=False)
+    val_set = open_eval_set(dataroot, size=args.crop_size, max_frames=args.max_val_frames)
     if len(train_set) == 0:
         raise EvalError(f"{dataroot}: no training images")
 
@@ -351,7 +338,7 @@ def train(args: argparse.Namespace) -> Path:
             complete = done >= steps_per_epoch
             if complete and args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
                 model.eval()
-                scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+                scores = val_scores(model, val_set, device, args.batch_size, amp)
                 print(f"epoch {epoch + 1}: val {format_scores(scores)}")
             train_state = {"settings": settings, "optimizer": optimizer.state_dict(),
                            "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
@@ -371,7 +358,7 @@ def train(args: argparse.Namespace) -> Path:
         bar.close()
 
         model.eval()  # a signal from here on: the scores are computed and the segmenter saved all the same
-        scores = score_real_photos(model, val_set, device, args.batch_size, amp, args.max_val_frames)
+        scores = val_scores(model, val_set, device, args.batch_size, amp)
         print(f"val FCN-scores of the real photos (GT row), {model.display_name}: {format_scores(scores)}")
         print(per_class_table(scores, CLASS_NAMES))
         training["wall_seconds_this_session"] = round(time.monotonic() - started, 1)
@@ -385,16 +372,7 @@ def train(args: argparse.Namespace) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        out = train(args)
-    except (EvalError, CheckpointError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Stopped as stop:
-        print(stop, file=sys.stderr)
-        return stop.exit_code
-    print(f"wrote segmenter {out}")
-    return 0
+    return run_main(lambda: f"wrote segmenter {train(args)}")
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""The pix2pix GAN and the Trajectory Regularized optimizers (no data or file-format knowledge)."""
+"""The pix2pix GAN and the Trajectory Regularized optimizers (no dataset knowledge; files are read and written
+through common)."""

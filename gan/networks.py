@@ -23,7 +23,7 @@ import re
 import torch
 from torch import nn
 
-from gan.checkpoint import FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries
+from common.checkpoint import FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries
 
 NORMS = ("batch", "instance", "syncbatch", "none")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")

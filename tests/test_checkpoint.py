@@ -1,4 +1,4 @@
-"""gan/checkpoint.py: atomic writes survive SIGKILL; loads are weights_only and fail with one line."""
+"""common/checkpoint.py: atomic writes survive SIGKILL; loads are weights_only and fail with one line."""
 import signal
 import subprocess
 import sys
@@ -7,11 +7,11 @@ import time
 import pytest
 import torch
 
-from gan.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from common.checkpoint import CheckpointError, load_checkpoint, save_atomic
 
 WRITER = """
 import sys, torch
-from gan.checkpoint import save_atomic
+from common.checkpoint import save_atomic
 n = 0
 while True:
     n += 1
@@ -69,7 +69,7 @@ def test_a_refused_pickle_does_not_advise_turning_the_safety_off(tmp_path):
 
 
 def test_nonfinite_entries_names_every_bad_tensor():
-    from gan.checkpoint import nonfinite_entries
+    from common.checkpoint import nonfinite_entries
 
     state = {"netG": {"w": torch.ones(3), "running_var": torch.tensor([1.0, float("inf")]),
                       "count": torch.tensor(3)},

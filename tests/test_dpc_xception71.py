@@ -21,7 +21,9 @@ from eval import EvalError
 from eval import import_segmenter
 from eval.dpc_xception71 import (DPCXception71, DPCXception71Config, import_model_zoo,
                                  read_frozen_graph, resize_align_corners)
-from eval.fcn_score import open_eval_set, read_image, write_png
+from common.files import write_png
+from data.images import read_rgb
+from eval.fcn_score import open_eval_set
 from eval.segmenters import load_segmenter, save_segmenter
 from tests import graphdef_writer as gw
 
@@ -414,7 +416,7 @@ def test_evaluate_scores_table_3_with_it(tiny, synthetic_root, tmp_path, protoco
     evalset = open_eval_set(synthetic_root, protocol=protocol)
     images = tmp_path / "images"
     for i, name in enumerate(evalset.names):       # score the real photos as an image folder
-        write_png(evalset.real_photo(i).permute(1, 2, 0).numpy(), images / f"{name}.png")
+        write_png(images / f"{name}.png", evalset.real_photo(i).permute(1, 2, 0).numpy())
     out = tmp_path / "results"
     assert evaluate.main(["--images", str(images), "--dataroot", str(synthetic_root), "--segmenters", "dpc_xception71",
                           "--segmenter-dir", str(segmenters), "--protocol", protocol, "--out", str(out),
@@ -426,7 +428,7 @@ def test_evaluate_scores_table_3_with_it(tiny, synthetic_root, tmp_path, protoco
     hist = np.zeros((19, 19), dtype=np.int64)
     for i, name in enumerate(evalset.names):
         label = evalset.label(i).numpy()
-        image = read_image(images / f"{name}.png").float()[None] / 127.5 - 1
+        image = read_rgb(images / f"{name}.png").float()[None] / 127.5 - 1
         if protocol == "fullres":  # the pix2pix protocol: PIL's bilinear resize on uint8, as scipy.misc.imresize
             with Image.open(images / f"{name}.png") as png:
                 up = np.asarray(png.convert("RGB").resize(label.shape[::-1], Image.BILINEAR))

@@ -14,7 +14,7 @@ from PIL import Image
 
 import evaluate
 from eval.segmenters import build_segmenter, load_segmenter, save_segmenter, segmenter_metadata
-from gan.checkpoint import save_atomic
+from common.checkpoint import save_atomic
 from gan.networks import build_generator
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from eval import EvalError
-from eval.fcn_score import (check_image_folder, generate_images, open_eval_set, read_image, score_folder,
+from data.images import read_rgb
+from eval.fcn_score import (check_image_folder, generate_images, open_eval_set, score_folder,
                             score_real_photos)
 from eval.segmenters import build_segmenter
 from gan.networks import build_generator
@@ -102,7 +103,7 @@ def test_folder_scores_match_frame_by_frame_counts(synthetic_root, tmp_path, bat
     generate_images(build_generator("unet_64", ngf=8), evalset, tmp_path, CPU)
     model = varied_segmenter()
     conf = score_folder(model, evalset, tmp_path, CPU, batch_size=batch_size)
-    images = [read_image(tmp_path / f"{n}.png") for n in evalset.names]
+    images = [read_rgb(tmp_path / f"{n}.png") for n in evalset.names]
     labels = [evalset.label(i) for i in range(len(evalset))]
     hist = reference_confusion(model, images, labels)
     assert np.array_equal(conf.numpy(), hist)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan.checkpoint import FORMAT_VERSION, CheckpointError, save_atomic
+from common.checkpoint import FORMAT_VERSION, CheckpointError, save_atomic
 from gan.networks import (
     NORMS,
     build_discriminator,

@@ -1,7 +1,7 @@
-"""gan/progress.py: plain periodic lines (with position, rate and ETA) when output goes to a log."""
+"""common/progress.py: plain periodic lines (with position, rate and ETA) when output goes to a log."""
 import io
 
-from gan.progress import _LineProgress, progress
+from common.progress import _LineProgress, progress
 
 
 def test_plain_lines_report_position_rate_eta_and_postfix():

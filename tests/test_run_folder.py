@@ -1,7 +1,7 @@
-"""gan/run_folder.py: locks, and an --overwrite that is undone when the new run fails or is killed early."""
+"""common/run_folder.py: locks, and an --overwrite that is undone when the new run fails or is killed early."""
 import pytest
 
-from gan.run_folder import RunFolder, RunFolderError, RunLock
+from common.run_folder import RunFolder, RunFolderError, RunLock
 
 
 def make_run(path, step="1"):

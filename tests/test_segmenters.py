@@ -7,7 +7,7 @@ from eval import EvalError
 from eval import segmenters as seg
 from eval.segmenters import (FCN8s, FCN8sConfig, build_segmenter, load_segmenter, save_segmenter,
                              segmenter_metadata)
-from gan.checkpoint import CheckpointError, save_atomic
+from common.checkpoint import CheckpointError, save_atomic
 
 TINY_FCN = {"width_mult": 1 / 16}
 TINY_DEEPLAB = {"encoder": "mobilenetv3_small_050", "decoder_channels": 16}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import train
-from gan.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
@@ -572,7 +572,7 @@ class FullDisk:
 
 
 def test_disk_and_file_errors_are_one_line(synthetic_root, tmp_path, capsys, monkeypatch):
-    import gan.checkpoint
+    import common.checkpoint
 
     # a read-only checkpoints folder (root ignores permission bits: then the kernel's answer is emulated)
     read_only = tmp_path / "read_only"
@@ -600,7 +600,7 @@ def test_disk_and_file_errors_are_one_line(synthetic_root, tmp_path, capsys, mon
         file = real_fdopen(fd, *args, **kwargs)
         return FullDisk(file, 10_000) if len(opened) == 2 else file
 
-    monkeypatch.setattr(gan.checkpoint.os, "fdopen", fdopen)
+    monkeypatch.setattr(common.checkpoint.os, "fdopen", fdopen)
     ckpt = tmp_path / "full"
     latest = ckpt / "tradam_seed0" / "latest.pt"
     assert train.main(tiny_args(synthetic_root, ckpt, "--save-latest-freq", "2")) == 2

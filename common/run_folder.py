@@ -27,12 +27,14 @@ import shutil
 import socket
 from pathlib import Path
 
+from common.command_line import InputError
+
 LOCK_FILE = ".lock"
 # What a run folder holds besides its checkpoints (a folder with nothing else is a run that never saved).
 RUN_ENTRIES = {LOCK_FILE, "options.json", "events", "samples"}
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """A run folder that exists, is in use or cannot be written (one line naming it)."""
 
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from common.command_line import InputError
+from common.files import write_atomic
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file that is missing, unreadable, unwritable or of the wrong kind (message names the file)."""
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+    """Write ``obj`` to ``path`` with ``torch.save`` atomically (:func:`common.files.write_atomic`).
 
     A write that fails (read-only folder, full disk, ...) raises :class:`CheckpointError` naming
     ``path`` and the cause; the previous file at ``path`` is then untouched and no temporary file
@@ -31,21 +33,9 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     existed = path.is_file()
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-            stale.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        return write_atomic(path, lambda file: torch.save(obj, file))
     except BaseException as error:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
         # torch.save reports a failed write of its zip container as RuntimeError("... unexpected pos ...");
         # the real cause is the exception it was handling.
         cause = _root_cause(error)
@@ -56,15 +46,6 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
         if cause is not error and not isinstance(cause, Exception):  # KeyboardInterrupt, SystemExit
             raise cause from None
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -1,0 +1,45 @@
+"""The one way a command line reports failure: one line on stderr and an exit status.
+
+    def main(argv=None) -> int:
+        args = parse_args(argv)
+        return run_main(lambda: work(args))
+
+Exit statuses: 0 done; 2 bad input (:class:`InputError` or one of its subclasses, or an ``OSError``
+such as a folder that cannot be written, reported with its path); 1 a run that diverged
+(``FloatingPointError``); 128 + N after signal N stopped the job at a safe point
+(:class:`common.interrupts.Stopped`). Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from common.interrupts import Stopped
+
+
+class InputError(ValueError):
+    """Bad input (an option, a file, a folder); the message is one line naming it and the problem."""
+
+
+def run_main(work: Callable[[], str | None]) -> int:
+    """Run ``work``; print the line it returns (if any) on success; return the exit status."""
+    try:
+        done = work()
+    except InputError as error:
+        return _fail(str(error), 2)
+    except OSError as error:  # a file or folder that cannot be read or written
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(f"{where}{error.strerror or error}", 2)
+    except FloatingPointError as error:
+        return _fail(str(error), 1)
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    if done:
+        print(done, flush=True)
+    return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
