@@ -6,6 +6,7 @@ POSIX makes atomic); a failed or interrupted write removes its temporary file an
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -88,3 +89,12 @@ def write_png(path: str | os.PathLike, image) -> Path:
 def write_figure(path: str | os.PathLike, figure, dpi: int = 110) -> Path:
     """A matplotlib figure as a PNG file."""
     return write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=dpi))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,36 +21,15 @@ def _open(path: Path) -> Image.Image:
         return Image.open(path)
 
 
-def _too_large(path: Path, error: Exception) -> DataError:
-    detail = str(error).split(", could be")[0].rstrip(".")
-    return DataError(f"{path}: image too large to decode ({detail}; PIL's decompression-bomb limit)")
-
-
-def image_header(path) -> tuple[int, int, str]:
-    """(width, height, PIL mode) of an image file, from its header only."""
-    path = Path(path)
+@contextmanager
+def _opened(path: Path):
+    """The open image file; errors in opening or in decoding inside the block become one-line DataErrors."""
     try:
         with _open(path) as image:
-            return image.width, image.height, image.mode
+            yield image
     except _TOO_LARGE as error:
-        raise _too_large(path, error) from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file (or its header is corrupt)") from None
-    except OSError as error:
-        raise DataError(f"{path}: unreadable image ({error})") from None
-
-
-def read_image(path) -> Image.Image:
-    """Open and fully decode an image file."""
-    path = Path(path)
-    try:
-        with _open(path) as image:
-            image.load()
-            return image
-    except _TOO_LARGE as error:
-        raise _too_large(path, error) from None
+        detail = str(error).split(", could be")[0].rstrip(".")
+        raise DataError(f"{path}: image too large to decode ({detail}; PIL's decompression-bomb limit)") from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -57,6 +37,19 @@ def read_image(path) -> Image.Image:
     except Exception as error:  # noqa: BLE001 - decoders raise OSError, SyntaxError, EOFError, zlib.error, ...
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: corrupt or truncated image ({detail})") from None
+
+
+def image_header(path) -> tuple[int, int, str]:
+    """(width, height, PIL mode) of an image file, from its header only."""
+    with _opened(Path(path)) as image:
+        return image.width, image.height, image.mode
+
+
+def read_image(path) -> Image.Image:
+    """Open and fully decode an image file."""
+    with _opened(Path(path)) as image:
+        image.load()
+        return image
 
 
 def read_rgb(path) -> torch.Tensor:

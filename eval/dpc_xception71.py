@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.files import file_sha256
 from data.cityscapes import NUM_CLASSES
 from eval import EvalError
 from eval.protobuf_wire import ProtobufError, fields_by_number, signed64, string
@@ -490,7 +491,7 @@ def import_model_zoo(source: Path, width_mult: float = 1.0):
     model = Segmenter(ARCH, config, NUM_CLASSES)
     load_tf_variables(model.net, graph.constants, where)
     model.eval()
-    file_sha = _sha256(source) if source.is_file() else None
+    file_sha = file_sha256(source) if source.is_file() else None
     metadata = {
         "arch": ARCH,
         "display_name": model.display_name,
@@ -515,11 +516,3 @@ def import_model_zoo(source: Path, width_mult: float = 1.0):
                    "space_to_batch_ops": graph.op_counts.get("SpaceToBatchND", 0)},
     }
     return model, metadata
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -24,7 +24,6 @@ in memory while it is imported (``tensorflow`` seen as ``tensorflow.compat.v1``,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -322,21 +321,61 @@ def max_tie_margin(reference, ours) -> float:
 
 
 # ------------------------------------------------------------------------------------ driver
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def project(python: str, *args: str) -> subprocess.CompletedProcess:
     """Run the project's Python from the project root (no TensorFlow there)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([python, *args], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
+def verify_output_stride(args, research: Path, workdir: Path, images: dict, images_path: Path,
+                         output_stride: int) -> tuple[list[dict], list[str]]:
+    """Export DeepLab's graph at one output stride, import it, compare: (table rows, failures)."""
+    from common.files import file_sha256
+
+    results, failures = [], []
+    os_dir = workdir / f"os{output_stride}"
+    print(f"[OS {output_stride}] building DeepLab's DPC Xception-71 graph with random weights ...", flush=True)
+    start = time.perf_counter()
+    frozen, variables = export_random_graph(research, output_stride, os_dir, images["1024x2048"],
+                                            args.seed + output_stride)
+    tarball = pack_tarball(frozen.parent, os_dir / "deeplab_cityscapes_xception71_random.tar.gz")
+    print(f"[OS {output_stride}] exported {frozen} ({frozen.stat().st_size / 1e6:.1f} MB, "
+          f"{len(variables)} variables, {sum(int(np.prod(s)) for _, s in variables):,} values) "
+          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.write_variable_list:
+        Path(args.write_variable_list).write_text(
+            "".join(f"{name} {','.join(map(str, shape))}\n" for name, shape in variables))
+    import tensorflow.compat.v1 as tf1
+    outputs = run_frozen_graph(tf1, frozen, images)
+    tf_path = os_dir / "tf_outputs.npz"
+    np.savez(tf_path, **outputs)
+    op_counts = json.loads(str(outputs["op_counts"]))
+    print(f"[OS {output_stride}] TensorFlow ran {len(images)} images; SpaceToBatchND ops: "
+          f"{op_counts.get('SpaceToBatchND', 0)}", flush=True)
+
+    segmenter = os_dir / "dpc_xception71.pt"
+    done = project(args.project_python, "-m", "eval.import_segmenter", "dpc_xception71", str(tarball),
+                   "--out", str(segmenter), "--overwrite")
+    print(f"[OS {output_stride}] import: {(done.stdout + done.stderr).strip()}", flush=True)
+    if done.returncode:
+        return results, [f"OS {output_stride}: import failed"]
+    done = project(args.project_python, str(Path(__file__).resolve()), "compare", "--segmenter", str(segmenter),
+                   "--images", str(images_path), "--tf-outputs", str(tf_path))
+    if done.returncode:
+        print(done.stdout + done.stderr, file=sys.stderr)
+        return results, [f"OS {output_stride}: comparison failed"]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for row in report["rows"]:
+        row["tarball_sha256"] = file_sha256(tarball)
+        results.append(row)
+        if row["argmax_agreement"] < ARGMAX_TARGET or row["predict_agreement"] < ARGMAX_TARGET:
+            failures.append(f"OS {output_stride}, {row['image']}: argmax agreement "
+                            f"{row['argmax_agreement']:.6%} / predict {row['predict_agreement']:.6%}")
+    return results, failures
+
+
 def verify(args) -> int:
+    sys.path.insert(0, str(ROOT))  # this checkout's project (its numpy-only helpers)
     research = Path(args.research).resolve()
     if not (research / "deeplab" / "export_model.py").is_file():
         print(f"error: {research}: no deeplab/export_model.py (pass --research PATH/TO/models/research)",
@@ -349,46 +388,9 @@ def verify(args) -> int:
     np.savez(images_path, **images)
     results, failures = [], []
     for output_stride in args.output_strides:
-        os_dir = workdir / f"os{output_stride}"
-        print(f"[OS {output_stride}] building DeepLab's DPC Xception-71 graph with random weights ...", flush=True)
-        start = time.perf_counter()
-        frozen, variables = export_random_graph(research, output_stride, os_dir, images["1024x2048"],
-                                                args.seed + output_stride)
-        tarball = pack_tarball(frozen.parent, os_dir / "deeplab_cityscapes_xception71_random.tar.gz")
-        print(f"[OS {output_stride}] exported {frozen} ({frozen.stat().st_size / 1e6:.1f} MB, "
-              f"{len(variables)} variables, {sum(int(np.prod(s)) for _, s in variables):,} values) "
-              f"in {time.perf_counter() - start:.0f} s", flush=True)
-        if args.write_variable_list:
-            Path(args.write_variable_list).write_text(
-                "".join(f"{name} {','.join(map(str, shape))}\n" for name, shape in variables))
-        import tensorflow.compat.v1 as tf1
-        outputs = run_frozen_graph(tf1, frozen, images)
-        tf_path = os_dir / "tf_outputs.npz"
-        np.savez(tf_path, **outputs)
-        op_counts = json.loads(str(outputs["op_counts"]))
-        print(f"[OS {output_stride}] TensorFlow ran {len(images)} images; SpaceToBatchND ops: "
-              f"{op_counts.get('SpaceToBatchND', 0)}", flush=True)
-
-        segmenter = os_dir / "dpc_xception71.pt"
-        done = project(args.project_python, "-m", "eval.import_segmenter", "dpc_xception71", str(tarball),
-                       "--out", str(segmenter), "--overwrite")
-        print(f"[OS {output_stride}] import: {(done.stdout + done.stderr).strip()}", flush=True)
-        if done.returncode:
-            failures.append(f"OS {output_stride}: import failed")
-            continue
-        done = project(args.project_python, str(Path(__file__).resolve()), "compare", "--segmenter", str(segmenter),
-                       "--images", str(images_path), "--tf-outputs", str(tf_path))
-        if done.returncode:
-            print(done.stdout + done.stderr, file=sys.stderr)
-            failures.append(f"OS {output_stride}: comparison failed")
-            continue
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-        for row in report["rows"]:
-            row["tarball_sha256"] = sha256(tarball)
-            results.append(row)
-            if row["argmax_agreement"] < ARGMAX_TARGET or row["predict_agreement"] < ARGMAX_TARGET:
-                failures.append(f"OS {output_stride}, {row['image']}: argmax agreement "
-                                f"{row['argmax_agreement']:.6%} / predict {row['predict_agreement']:.6%}")
+        rows, failed = verify_output_stride(args, research, workdir, images, images_path, output_stride)
+        results += rows
+        failures += failed
     print_table(results)
     (workdir / "verify_dpc.json").write_text(json.dumps(results, indent=1))
     print(f"details in {workdir}")
