@@ -1,4 +1,8 @@
-"""TRAlgo: the Trajectory Regularized Algorithm (Zhang et al., IJCAI 2019) as torch optimizers.
+"""TRAlgo, the Trajectory Regularized Algorithm, as torch optimizers.
+
+Paper: Yikai Zhang, Hui Qu, Chao Chen, Dimitris Metaxas, "Taming the Noisy Gradient: Train Deep Neural
+Networks with Small Batch Sizes", IJCAI 2019, pp. 4348–4354 (Algorithm 1: TRAlgo(T, λ, w0, S);
+Section 4: TRSGD and TRAdam). Official code (CIFAR only): https://github.com/huiqu18/TRAlgorithm
 
 Every ``S = inner_steps`` calls of ``step()`` the current weights become the anchor ``w_t``. The n-th
 call (k = n mod S) then takes one step of a base optimizer on the regularized objective
@@ -8,8 +12,7 @@ call (k = n mod S) then takes one step of a base optimizer on the regularized ob
                                                c = 2·λ·lr0/lr        (prox_mode="reference")
 
 with step size ``lr/(k+1)`` (``inner_decay=True``) or ``lr``. λ is ``prox``, lr0 is the group's lr when
-the optimizer was built, lr is its lr now. The "reference" form reproduces the official TRAlgorithm code,
-whose coefficient grows as a schedule lowers lr. ``p.grad`` is never modified and the groups' ``lr``
+the optimizer was built, lr is its lr now. ``p.grad`` is never modified and the groups' ``lr``
 keeps the value the user or a scheduler set. Beyond the base optimizer's state the only
 parameter-sized buffer is the anchor.
 
@@ -17,6 +20,15 @@ parameter-sized buffer is the anchor.
   reset).
 - :class:`TRSGD`: SGD exactly as ``torch.optim.SGD`` (momentum, dampening, nesterov).
 - :class:`TrajectoryRegularizer`: wraps any other ``torch.optim.Optimizer`` (AdamW, RMSprop, ...).
+
+Where this differs from the official code:
+
+- ``prox_mode="paper"`` (default) uses the paper's λ·(w − w_t); the official code's coefficient is
+  2·λ_w/lr with λ_w = λ·lr0, which grows as a schedule lowers lr: ``prox_mode="reference"``.
+- Adam is the current ``torch.optim.Adam`` formula; the official code uses the pre-1.0 one (ε added
+  before the bias-correction rescale).
+- ``step()`` counts k itself (the official code's caller passes it), and d is formed in scratch
+  memory instead of being added into ``p.grad`` in place.
 
 TRAdam and TRSGD update the tensors of each (device, dtype) bucket of a group on one of three paths,
 named as in torch's optimizers:
@@ -30,7 +42,10 @@ named as in torch's optimizers:
 - ``foreach=False, fused=False``: the plain per-tensor formula (also taken, tensor by tensor, where a
   gradient's memory layout differs from its parameter's).
 
-Parameter groups may carry their own ``prox``, ``inner_steps``, ``inner_decay`` and ``prox_mode``.
+Both fused paths call torch's private kernels through :func:`_fused_step` alone; see the section
+"torch's private kernels" below for the torch versions they rely on. Parameter groups may carry their
+own ``prox``, ``inner_steps``, ``inner_decay`` and ``prox_mode``; ``load_state_dict`` accepts states
+saved by older versions, whose groups lack keys added since (see ``legacy_group_defaults``).
 """
 from __future__ import annotations
 
@@ -107,7 +122,8 @@ def _chunks(lists: list[list[Tensor]], size: int) -> Iterator[tuple[list[int], l
             take = min(n - start, room)
             whole = take == n
             for out, tensors in zip(pieces, lists):
-                out.append(tensors[i] if whole else _flat(tensors[i])[start:start + take])
+                if tensors:  # an empty list (a kernel argument left empty) stays empty
+                    out.append(tensors[i] if whole else _flat(tensors[i])[start:start + take])
             indices.append(i)
             start, room = start + take, room - take
             if room == 0:
@@ -117,10 +133,20 @@ def _chunks(lists: list[list[Tensor]], size: int) -> Iterator[tuple[list[int], l
         yield indices, pieces
 
 
-def _fold_anchor(grads: list[Tensor], anchors: list[Tensor], c: float) -> list[Tensor]:
-    """g − c·w_t for each tensor (one multi-tensor call); with an L2 coefficient weight_decay + c
-    a kernel then forms d = g + weight_decay·w + c·(w − w_t) itself."""
-    return torch._foreach_add(grads, anchors, alpha=-c)
+def _per_tensor_chunks(lists: list[list[Tensor]], size: int) -> Iterator[tuple[list[int], list[list[Tensor]]]]:
+    """As :func:`_chunks`, but every chunk is a 1-D piece of one tensor (of each list)."""
+    for i in range(len(lists[0])):
+        for _, pieces in _chunks([[_flat(tensors[i])] if tensors else [] for tensors in lists], size):
+            yield [i], pieces
+
+
+def _fold_anchor(grads: list[Tensor], anchors: list[Tensor], c: float, scratch: Tensor | None = None) -> list[Tensor]:
+    """g − c·w_t for each tensor (one multi-tensor call, or for one 1-D piece into ``scratch``); with
+    an L2 coefficient weight_decay + c a kernel then forms d = g + weight_decay·w + c·(w − w_t) itself."""
+    if scratch is None:
+        return torch._foreach_add(grads, anchors, alpha=-c)
+    (grad,), (anchor,) = grads, anchors
+    return [torch.add(grad, anchor, alpha=-c, out=scratch[: grad.numel()])]
 
 
 def _directions(params: list[Tensor], grads: list[Tensor], anchors: list[Tensor], c: float) -> list[Tensor]:
@@ -162,22 +188,115 @@ def _chunk_elements(chunk_size: int | None, dtype: torch.dtype, multi_tensor: bo
     return PER_TENSOR_CHUNK
 
 
-class _TrajectoryRegularized(Optimizer):
+# ----------------------------------------------------------------------------- torch's private kernels
+# torch._fused_adam_ and torch._fused_sgd_ are the private ops behind torch.optim.Adam(fused=True) and
+# torch.optim.SGD(fused=True). We call them, only in _fused_step, with their schemas
+#   _fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, lr: float, beta1,
+#                beta2, weight_decay, eps, amsgrad, maximize, grad_scale=None, found_inf=None)
+#   _fused_sgd_(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr: float, dampening,
+#               nesterov, maximize, is_first_step, grad_scale=None, found_inf=None)
+# as printed by torch 2.14.1 (torch.ops.aten.<name>.default._schema). Their CUDA kernels predate torch 2.4;
+# their CPU kernels arrived in torch 2.4 (pytorch/pytorch#123074 for Adam, #123629 for SGD), which is
+# why pyproject.toml asks for torch>=2.4. Where a kernel is missing, fused=None falls back to the
+# plain formulas and fused=True is refused when the optimizer is built. The torch._foreach_* ops used
+# here are those torch.optim's own multi-tensor paths call; their absence is reported at import.
+_FOREACH_OPS = ("_foreach_add", "_foreach_add_", "_foreach_addcdiv_", "_foreach_addcmul_", "_foreach_copy_",
+                "_foreach_div_", "_foreach_lerp_", "_foreach_maximum_", "_foreach_mul_", "_foreach_norm",
+                "_foreach_sqrt", "_foreach_sub")
+_MISSING_FOREACH_OPS = [name for name in _FOREACH_OPS if not hasattr(torch, name)]
+if _MISSING_FOREACH_OPS:
+    raise ImportError(f"gan.optim needs torch>=2.4: torch {torch.__version__} has no "
+                      f"{', '.join('torch.' + name for name in _MISSING_FOREACH_OPS)}")
+
+
+def _has_fused_kernel(name: str) -> bool:
+    """Whether this torch has the private fused kernel ``torch.<name>`` (e.g. ``"_fused_adam_"``)."""
+    return hasattr(torch, name)
+
+
+def _fused_step(kernel_name: str, tensors: list[list[Tensor]], c: float, weight_decay: float, chunk_elements: int,
+                multi_tensor: bool, steps: list[Tensor] | None = None, **options) -> None:
+    """One call of torch's fused optimizer kernel ``torch.<kernel_name>`` per chunk, along
+    d = grad + weight_decay·w + c·(w − w_t).
+
+    ``tensors`` holds the lists [params, grads, anchors, *state lists in the kernel's argument order]
+    (an empty list where the kernel gets none, e.g. no momentum buffers); ``steps`` the step counters
+    the kernel reads (Adam), one per parameter; ``options`` the kernel's other keywords. Chunks hold up
+    to ``chunk_elements`` elements, spanning tensors (``multi_tensor``: d of a chunk formed by one
+    multi-tensor call) or cut from one tensor at a time (d formed in one reused scratch buffer).
+    The kernel adds its L2 term to the gradient it is given, so for 32/64-bit floats it gets g − c·w_t
+    and the coefficient weight_decay + c: the same d up to float rounding. For 16-bit floats, where that
+    rounding would be coarse, d is formed exactly and passed with weight_decay. With c = 0 the kernel
+    reads the gradients themselves (it does not write them), one call for all tensors.
+    """
+    kernel = getattr(torch, kernel_name, None)
+    if kernel is None:
+        raise RuntimeError(f"torch {torch.__version__} has no torch.{kernel_name} (torch>=2.4 has it); "
+                           "pass fused=False")
+    params, grads, anchors, *states = tensors
+
+    def steps_of(index) -> list[list[Tensor]]:
+        return [] if steps is None else [[steps[i] for i in index]]
+
+    if c == 0.0:
+        kernel(params, grads, *states, *steps_of(range(len(params))), weight_decay=weight_decay, **options)
+        return
+    exact = params[0].dtype in _HALF_DTYPES
+    if multi_tensor:
+        pieces, scratch = _chunks(tensors, chunk_elements), None
+    else:
+        chunk_elements = min(chunk_elements, max(p.numel() for p in params))
+        pieces = _per_tensor_chunks(tensors, chunk_elements)
+        scratch = None if exact else torch.empty(chunk_elements, dtype=params[0].dtype, device=params[0].device)
+    kernel_decay = weight_decay if exact else weight_decay + c
+    for index, (w, g, w_t, *state_pieces) in pieces:
+        d = _directions(w, g, w_t, c) if exact else _fold_anchor(g, w_t, c, scratch)
+        kernel(w, d, *state_pieces, *steps_of(index), weight_decay=kernel_decay, **options)
+        del d  # before the next chunk's d exists
+
+
+class _TROptimizerBase(Optimizer):
     """Bookkeeping shared by the TR optimizers: step counter, anchors, c and the inner step size.
 
     Each group holds ``tr_step`` (how many times ``step()`` ran, n) and ``tr_lr0`` (its lr at
     construction). Each parameter's state holds ``anchor`` (w_t) and ``anchor_round`` (n // S when it
     was taken), so a parameter that had no gradient at k = 0 gets its anchor when it first moves.
     Subclasses define ``_update(group, params, anchors, c, lr)``: the base optimizer's step of
-    ``params`` along d = grad + c·(w − w_t) (plus its own weight decay) with step size ``lr``.
+    ``params`` along d = grad + c·(w − w_t) (plus its own weight decay) with step size ``lr``, and
+    ``fused_kernel``, the name of the torch kernel their ``fused`` option selects.
     """
+
+    fused_kernel: str | None = None
+    # Group keys a state saved by an older version may lack, with the value that version behaved as;
+    # __setstate__ (run by load_state_dict and unpickling) fills them, as torch's own optimizers do.
+    # So far "foreach" is the one added after the first release (with the multi-tensor path); the
+    # others are the options whose defaults reproduce the original behaviour.
+    legacy_group_defaults = {"inner_decay": True, "prox_mode": "paper"}
+
+    def __init__(self, params, defaults: dict, chunk_size: int | None = None):
+        _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
+        self.chunk_size = chunk_size
+        super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         _check_tr_options(group["lr"], group["prox"], group["inner_steps"], group["prox_mode"])
+        if group.get("fused"):
+            _check(_can_fuse(group["params"]), "fused", True, "needs float parameters on cpu or cuda")
+            _check(_has_fused_kernel(self.fused_kernel), "fused", True,
+                   f"torch {torch.__version__} has no torch.{self.fused_kernel}; torch>=2.4 has it")
         group.setdefault("tr_step", 0)
         group.setdefault("tr_lr0", float(group["lr"]))
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._fill_legacy_group_keys()
+
+    def _fill_legacy_group_keys(self) -> None:
+        for group in self.param_groups:
+            for key, value in self.legacy_group_defaults.items():
+                group.setdefault(key, value)
 
     @staticmethod
     def inner_schedule(group: dict) -> tuple[int, int, float, float]:
@@ -243,11 +362,11 @@ class _TrajectoryRegularized(Optimizer):
 
     def _paths(self, group: dict, device: torch.device, dtype: torch.dtype) -> tuple[bool, bool]:
         """(foreach, fused) for one (device, dtype) bucket of ``group``."""
-        foreach, fused = group.get("foreach"), group["fused"]
+        foreach, fused = group["foreach"], group["fused"]
         if foreach is None:
             foreach = self._multi_tensor_default(device)
-        if fused is None:
-            fused = device.type in _FUSED_DEVICES and dtype in _FUSED_DTYPES
+        if fused is None:  # where torch has the kernel for this device and dtype
+            fused = device.type in _FUSED_DEVICES and dtype in _FUSED_DTYPES and _has_fused_kernel(self.fused_kernel)
         return foreach, fused
 
     @torch.no_grad()
@@ -282,7 +401,7 @@ class _TrajectoryRegularized(Optimizer):
         return float(torch.linalg.vector_norm(torch.stack(totals)))
 
 
-class TRAdam(_TrajectoryRegularized):
+class TRAdam(_TROptimizerBase):
     """Adam on the trajectory-regularized objective (TRAdam).
 
     Args:
@@ -300,6 +419,10 @@ class TRAdam(_TrajectoryRegularized):
             2^20 elements (a cache-sized piece of d) on the per-tensor path.
     """
 
+    fused_kernel = "_fused_adam_"
+    legacy_group_defaults = {**_TROptimizerBase.legacy_group_defaults, "amsgrad": False, "fused": None,
+                             "foreach": None}
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, prox: float = 0.1, inner_steps: int = 10,
                  inner_decay: bool = True, prox_mode: str = "paper", fused: bool | None = None,
@@ -308,17 +431,11 @@ class TRAdam(_TrajectoryRegularized):
         _check(0.0 <= betas[1] < 1.0, "beta2", betas[1], "must be in [0, 1)")
         _check(eps >= 0.0, "eps", eps, "must be >= 0")
         _check(weight_decay >= 0.0, "weight_decay", weight_decay, "must be >= 0")
-        _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
         _check_tr_options(lr, prox, inner_steps, prox_mode)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, prox=prox,
                         inner_steps=inner_steps, inner_decay=inner_decay, prox_mode=prox_mode, fused=fused,
                         foreach=foreach)
-        self.chunk_size = chunk_size
-        super().__init__(params, defaults)
-        if fused:
-            for group in self.param_groups:
-                if not _can_fuse(group["params"]):
-                    raise ValueError("Invalid fused: True (needs float parameters on cpu or cuda)")
+        super().__init__(params, defaults, chunk_size)
 
     def _state_keys(self, group: dict) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
@@ -347,10 +464,10 @@ class TRAdam(_TrajectoryRegularized):
                                    c, lr)
                 if plain:
                     ps, ws, states = ([x[i] for i, ok in enumerate(kernel_ok) if ok] for x in (ps, ws, states))
-                update = self._multi_tensor_fused_update if foreach else self._per_tensor_fused_update
+                self._fused_update(group, ps, ws, states, c, lr, multi_tensor=foreach)
             else:
                 update = self._foreach_update if foreach else self._plain_update
-            update(group, ps, ws, states, c, lr)
+                update(group, ps, ws, states, c, lr)
 
     # ---------------------------------------------------------------- paths
     def _plain_update(self, group, params, anchors, states, c, lr):
@@ -411,76 +528,31 @@ class TRAdam(_TrajectoryRegularized):
         for p, anchor, state in zip(params, anchors, states):
             self._adam_single(group, p, _direction(p, p.grad, anchor, c), state, lr)
 
-    def _kernel_args(self, group: dict, lr: float, c: float, exact: bool) -> dict:
+    def _fused_update(self, group, params, anchors, states, c, lr, multi_tensor):
+        """torch's fused Adam kernel along d, on the multi-tensor or the per-tensor path (:func:`_fused_step`)."""
+        if not params:
+            return
+        steps = _steps_on(states, params[0].device)
+        torch._foreach_add_(steps, 1)
+        moments = [[s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                   [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else []]
         beta1, beta2 = group["betas"]
-        weight_decay = group["weight_decay"] if exact or c == 0.0 else group["weight_decay"] + c
-        return dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"], maximize=False,
-                    weight_decay=weight_decay)
-
-    def _multi_tensor_fused_update(self, group, params, anchors, states, c, lr):
-        """torch's fused kernel over chunks of up to 64 MB of tensors; d of a chunk is formed by one
-        multi-tensor call (g − c·w_t, the kernel adding (weight_decay + c)·w), or by three for 16-bit
-        floats, where d is formed exactly (see :meth:`_per_tensor_fused_update`). With c = 0 the
-        kernel reads the gradients themselves, one call for the whole bucket."""
-        if not params:
-            return
-        steps = _steps_on(states, params[0].device)
-        torch._foreach_add_(steps, 1)
-        exact = params[0].dtype in _HALF_DTYPES
-        kernel_args = self._kernel_args(group, lr, c, exact)
-        lists = [params, [p.grad for p in params], anchors] + [[s[k] for s in states] for k in self._state_keys(group)]
-        if c == 0.0:
-            w, g, _, m, v, *v_max = lists
-            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], steps, **kernel_args)
-            return
-        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
-        for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, limit):
-            d = _directions(w, g, w_t, c) if exact else _fold_anchor(g, w_t, c)
-            torch._fused_adam_(w, d, m, v, v_max[0] if v_max else [], [steps[i] for i in index], **kernel_args)
-            del d  # before the next chunk's d exists
-
-    def _per_tensor_fused_update(self, group, params, anchors, states, c, lr):
-        """torch's fused Adam kernel, fed chunk by chunk of each tensor.
-
-        The kernel adds its weight-decay term to the gradient it is given, so for 32/64-bit floats the
-        chunk's gradient is g − c·w_t (one pass over the anchor, into a cache-sized scratch buffer)
-        and the kernel's L2 coefficient is weight_decay + c: the same d = g + wd·w + c·(w − w_t) up to
-        float rounding. For 16-bit floats, where that rounding would be coarse, d is formed exactly
-        and passed with weight_decay.
-        """
-        if not params:
-            return
-        steps = _steps_on(states, params[0].device)
-        torch._foreach_add_(steps, 1)
-        exact = params[0].dtype in _HALF_DTYPES
-        kernel_args = self._kernel_args(group, lr, c, exact)
-        keys = self._state_keys(group)
-        if c == 0.0:  # d = grad: the kernel reads the gradients directly (it does not write them)
-            w, g, m, v, *v_max = [params, [p.grad for p in params]] + [[s[k] for s in states] for k in keys]
-            torch._fused_adam_(w, g, m, v, v_max[0] if v_max else [], steps, **kernel_args)
-            return
-        chunk = min(_chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=False),
-                    max(p.numel() for p in params))
-        scratch = None if exact else torch.empty(chunk, dtype=params[0].dtype, device=params[0].device)
-        for p, anchor, state, step in zip(params, anchors, states, steps):
-            flat = [_flat(t) for t in [p, p.grad, anchor] + [state[k] for k in keys]]
-            for start in range(0, flat[0].numel(), chunk):
-                w, g, w_t, m, v, *v_max = (x[start:start + chunk] for x in flat)
-                if exact:
-                    d = _direction(w, g, w_t, c)
-                else:
-                    d = torch.add(g, w_t, alpha=-c, out=scratch[: w.numel()])
-                torch._fused_adam_([w], [d], [m], [v], v_max, [step], **kernel_args)
+        _fused_step(self.fused_kernel, [params, [p.grad for p in params], anchors, *moments], c, group["weight_decay"],
+                    _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor), multi_tensor, steps=steps,
+                    lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=group["amsgrad"], maximize=False)
 
 
-class TRSGD(_TrajectoryRegularized):
+class TRSGD(_TROptimizerBase):
     """SGD (with momentum, dampening, nesterov) on the trajectory-regularized objective (TRSGD).
 
     Args as ``torch.optim.SGD`` plus ``prox`` (λ), ``inner_steps`` (S), ``inner_decay``, ``prox_mode``,
     ``fused`` (None = torch's fused SGD kernel where the device and dtype allow it), ``foreach`` (None =
-    the multi-tensor path on CUDA) and ``chunk_size`` (elements per multi-tensor call; None = 64 MB of d),
-    as for :class:`TRAdam`.
+    the multi-tensor path on CUDA) and ``chunk_size``, as for :class:`TRAdam`.
     """
+
+    fused_kernel = "_fused_sgd_"
+    legacy_group_defaults = {**_TROptimizerBase.legacy_group_defaults, "nesterov": False, "fused": None,
+                             "foreach": None}
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, prox: float = 0.1, inner_steps: int = 10,
@@ -490,17 +562,11 @@ class TRSGD(_TrajectoryRegularized):
         _check(weight_decay >= 0.0, "weight_decay", weight_decay, "must be >= 0")
         _check(not nesterov or (momentum > 0 and dampening == 0), "nesterov", nesterov,
                "requires momentum > 0 and dampening = 0")
-        _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
         _check_tr_options(lr, prox, inner_steps, prox_mode)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, prox=prox, inner_steps=inner_steps, inner_decay=inner_decay,
                         prox_mode=prox_mode, fused=fused, foreach=foreach)
-        self.chunk_size = chunk_size
-        super().__init__(params, defaults)
-        if fused:
-            for group in self.param_groups:
-                if not _can_fuse(group["params"]):
-                    raise ValueError("Invalid fused: True (needs float parameters on cpu or cuda)")
+        super().__init__(params, defaults, chunk_size)
 
     def _update(self, group, params, anchors, c, lr):
         """SGD along d, bucket by bucket on the path the group's ``foreach``/``fused`` select."""
@@ -509,21 +575,27 @@ class TRSGD(_TrajectoryRegularized):
             for p in ps:
                 _match_layout(self.state[p], ("momentum_buffer",), p)
             foreach, fused = self._paths(group, device, dtype)
-            if foreach and all(_shares_layout(p, [p.grad, w]) for p, w in zip(ps, ws)):
-                # parameters whose momentum buffer starts now and the others: two calls (first steps only)
-                first = [group["momentum"] != 0 and "momentum_buffer" not in self.state[p] for p in ps]
-                for is_first in (True, False):
-                    sub = [i for i, f in enumerate(first) if f == is_first]
-                    if sub:
-                        update = self._multi_tensor_fused_update if fused else self._foreach_update
-                        update(group, [ps[i] for i in sub], [ws[i] for i in sub], c, lr, is_first)
-                continue
-            for p, anchor in zip(ps, ws):  # per tensor: d lives only while its tensor is updated
-                d = _direction(p, p.grad, anchor, c)
-                if fused and _shares_layout(p, [p.grad, d]):
-                    self._fused_update(group, p, d, lr)
+            # kernels and multi-tensor calls read memory linearly: a gradient laid out unlike its
+            # parameter goes the plain way
+            linear = [(fused or foreach) and _shares_layout(p, [p.grad, w]) for p, w in zip(ps, ws)]
+            for p, anchor, ok in zip(ps, ws, linear):
+                if not ok:  # per tensor: d lives only while its tensor is updated
+                    self._plain_update(group, p, _direction(p, p.grad, anchor, c), lr)
+            ps, ws = [p for p, ok in zip(ps, linear) if ok], [w for w, ok in zip(ws, linear) if ok]
+            for is_first, sub_ps, sub_ws in self._by_first_step(group, ps, ws):
+                if fused:
+                    self._fused_update(group, sub_ps, sub_ws, c, lr, is_first, multi_tensor=foreach)
                 else:
-                    self._plain_update(group, p, d, lr)
+                    self._foreach_update(group, sub_ps, sub_ws, c, lr, is_first)
+
+    def _by_first_step(self, group, params, anchors):
+        """(is_first, params, anchors) for the parameters whose momentum buffer starts now and for the
+        others: kernels take one ``is_first_step`` per call (two calls on first steps only)."""
+        first = [group["momentum"] != 0 and "momentum_buffer" not in self.state[p] for p in params]
+        for is_first in (True, False):
+            sub = [i for i, f in enumerate(first) if f == is_first]
+            if sub:
+                yield is_first, [params[i] for i in sub], [anchors[i] for i in sub]
 
     def _plain_update(self, group, p, d, lr):
         """torch.optim.SGD's single-tensor formula on d."""
@@ -540,17 +612,6 @@ class TRSGD(_TrajectoryRegularized):
             d = d.add(buf, alpha=momentum) if group["nesterov"] else buf
         p.add_(d, alpha=-lr)
 
-    def _fused_update(self, group, p, d, lr):
-        """torch's fused SGD kernel on d."""
-        state = self.state[p]
-        first = group["momentum"] != 0 and state.get("momentum_buffer") is None
-        if first:
-            state["momentum_buffer"] = torch.empty_like(p)
-        buffers = [state["momentum_buffer"]] if group["momentum"] != 0 else []
-        torch._fused_sgd_([p], [d], buffers, weight_decay=group["weight_decay"], momentum=group["momentum"], lr=lr,
-                          dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
-                          is_first_step=first)
-
     def _buffers(self, group, params, is_first):
         """The momentum buffers of ``params`` (created empty on their first step), [] without momentum."""
         if group["momentum"] == 0:
@@ -560,24 +621,13 @@ class TRSGD(_TrajectoryRegularized):
                 self.state[p]["momentum_buffer"] = torch.empty_like(p, memory_format=torch.preserve_format)
         return [self.state[p]["momentum_buffer"] for p in params]
 
-    def _multi_tensor_fused_update(self, group, params, anchors, c, lr, is_first):
-        """torch's fused SGD kernel over chunks of up to 64 MB of tensors, d of a chunk formed by one
-        multi-tensor call as in :meth:`TRAdam._multi_tensor_fused_update`."""
-        exact = params[0].dtype in _HALF_DTYPES
-        weight_decay = group["weight_decay"] if exact or c == 0.0 else group["weight_decay"] + c
-        kernel_args = dict(weight_decay=weight_decay, momentum=group["momentum"], lr=lr,
-                           dampening=group["dampening"], nesterov=group["nesterov"], maximize=False,
-                           is_first_step=is_first)
+    def _fused_update(self, group, params, anchors, c, lr, is_first, multi_tensor):
+        """torch's fused SGD kernel along d, on the multi-tensor or the per-tensor path (:func:`_fused_step`)."""
         buffers = self._buffers(group, params, is_first)
-        lists = [params, [p.grad for p in params], anchors] + ([buffers] if buffers else [])
-        if c == 0.0:
-            torch._fused_sgd_(lists[0], lists[1], buffers, **kernel_args)
-            return
-        limit = _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor=True)
-        for _, (w, g, w_t, *bufs) in _chunks(lists, limit):
-            d = _directions(w, g, w_t, c) if exact else _fold_anchor(g, w_t, c)
-            torch._fused_sgd_(w, d, bufs[0] if bufs else [], **kernel_args)
-            del d  # before the next chunk's d exists
+        _fused_step(self.fused_kernel, [params, [p.grad for p in params], anchors, buffers], c, group["weight_decay"],
+                    _chunk_elements(self.chunk_size, params[0].dtype, multi_tensor), multi_tensor,
+                    momentum=group["momentum"], lr=lr, dampening=group["dampening"], nesterov=group["nesterov"],
+                    maximize=False, is_first_step=is_first)
 
     def _foreach_update(self, group, params, anchors, c, lr, is_first):
         """The plain formula in multi-tensor operations, chunk by chunk (bit-identical to it)."""
@@ -603,7 +653,7 @@ class TRSGD(_TrajectoryRegularized):
             del d  # before the next chunk's d exists
 
 
-class TrajectoryRegularizer(_TrajectoryRegularized):
+class TrajectoryRegularizer(_TROptimizerBase):
     """Trajectory-regularize any ``torch.optim.Optimizer`` (AdamW, RMSprop, ...).
 
     ``TrajectoryRegularizer(torch.optim.AdamW(model.parameters(), lr=1e-3), prox=0.1, inner_steps=10)``.
@@ -655,6 +705,7 @@ class TrajectoryRegularizer(_TrajectoryRegularized):
         super().load_state_dict(state_dict["regularizer"])
         self.base.load_state_dict(state_dict["base"])
         self.param_groups = self.base.param_groups
+        self._fill_legacy_group_keys()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)

@@ -261,6 +261,55 @@ def test_resume_in_the_middle_of_an_inner_round(name):
     assert_close(resumed, whole, rtol=0, atol=0)
 
 
+# group keys each optimizer gained over time (or might): a state saved before they existed lacks them
+LATER_GROUP_KEYS = {"tradam": ["foreach", "fused", "amsgrad", "inner_decay", "prox_mode"],
+                    "trsgd": ["foreach", "fused", "nesterov", "inner_decay", "prox_mode"],
+                    "wrapper": ["inner_decay", "prox_mode"]}
+
+
+@pytest.mark.parametrize("name", ["tradam", "trsgd", "wrapper"])
+def test_a_state_saved_without_later_group_keys_loads_and_continues(name):
+    """An older version's state_dict (simulated by deleting the group keys added since) loads, gets
+    the keys back with the values that version behaved as, and continues the same trajectory."""
+    make = {"tradam": lambda p: TRAdam(p, lr=0.01),
+            "trsgd": lambda p: TRSGD(p, lr=0.05, momentum=0.9),
+            "wrapper": lambda p: TrajectoryRegularizer(torch.optim.RMSprop(p, lr=0.01))}[name]
+    whole = make_params()
+    run_optimizer(whole, make(whole), 0.01, steps=30)
+
+    first = make_params()
+    opt = make(first)
+    run_optimizer(first, opt, 0.01, steps=17)
+    expected_groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    saved = opt.state_dict()
+    for groups in ([saved["base"]["param_groups"], saved["regularizer"]["param_groups"]] if name == "wrapper"
+                   else [saved["param_groups"]]):
+        for group in groups:
+            for key in LATER_GROUP_KEYS[name]:
+                del group[key]
+
+    resumed = [p.detach().clone().requires_grad_() for p in first]
+    opt = make(resumed)
+    opt.load_state_dict(saved)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == expected_groups
+    run_optimizer(resumed, opt, 0.01, steps=13, start=17)
+    assert_close(resumed, whole, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make,kernel", [(lambda p, fused: TRAdam(p, lr=0.01, fused=fused), "_fused_adam_"),
+                                         (lambda p, fused: TRSGD(p, lr=0.05, momentum=0.9, fused=fused),
+                                          "_fused_sgd_")], ids=["tradam", "trsgd"])
+def test_a_torch_without_the_fused_kernel_falls_back_or_refuses(monkeypatch, make, kernel):
+    """fused=None takes the plain formula where torch lacks the kernel; fused=True names the problem."""
+    plain_params = make_params(torch.float32)
+    plain = run_optimizer(plain_params, make(plain_params, False), 0.01, steps=12)
+    monkeypatch.delattr(torch, kernel)
+    params = make_params(torch.float32)
+    assert_close(run_optimizer(params, make(params, None), 0.01, steps=12), plain, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=f"Invalid fused: True .*torch.{kernel}"):
+        make(make_params(torch.float32), True)
+
+
 def test_works_with_lr_schedulers_and_closures():
     params = make_params()
     opt = TRAdam(params, lr=0.01)
