@@ -30,7 +30,8 @@ from common.command_line import run_main
 from common.device import resolve_device
 from eval import EvalError
 from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
-from eval.metrics import fcn_scores, per_class_table
+from eval.metrics import fcn_scores
+from eval.report import per_class_table
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
 from gan import rng
