@@ -22,6 +22,8 @@ column.
 
 :func:`fast_hist` / :class:`FastHistMeter` / :func:`fast_hist_scores` reproduce the reference script
 (``fast_hist`` and ``get_scores``) bit for bit, quirks included, to match numbers published with it.
+
+Numbers only: their Markdown tables are :mod:`eval.report`'s.
 """
 from __future__ import annotations
 
