@@ -245,6 +245,7 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
             break
     return step, done, rng_state(color_rng, device)
 
+
 @dataclass
 class Training:
     """What one segmenter training works with (:func:`build_training`)."""
