@@ -1,4 +1,9 @@
-"""FCN-score evaluation: metrics, segmenters, generate -> segment -> score."""
+"""FCN-score evaluation: metrics, segmenters, generate -> segment -> score, and the tables built from them.
+
+metrics (the numbers), segmenters (the scorers), fcn_score (one image set under one scorer), sources
+(what evaluate.py scores), tables (every source under every scorer), report (Markdown and result files),
+statistics (across seeds); command lines: train_segmenter, import_segmenter, study.
+"""
 from common.command_line import InputError
 
 

@@ -22,6 +22,8 @@ column.
 
 :func:`fast_hist` / :class:`FastHistMeter` / :func:`fast_hist_scores` reproduce the reference script
 (``fast_hist`` and ``get_scores``) bit for bit, quirks included, to match numbers published with it.
+
+Numbers only: their Markdown tables are :mod:`eval.report`'s.
 """
 from __future__ import annotations
 
@@ -211,26 +213,3 @@ def fast_hist_scores(hist: torch.Tensor) -> dict:
         "per_class_iou": [float(v) for v in per_class_iou],
         "pixels": int(hist.sum()),
     }
-
-
-def per_class_rows(scores: dict, class_names: Sequence[str] | None = None) -> list[tuple[str, float, float]]:
-    """(class name, accuracy, IoU) for each class of ``scores`` (Cityscapes trainId names by default)."""
-    if class_names is None:
-        from data.cityscapes import CLASS_NAMES
-        class_names = CLASS_NAMES
-    accs, ious = scores["per_class_acc"], scores["per_class_iou"]
-    if len(class_names) != len(accs):
-        raise ValueError(f"{len(class_names)} class names for {len(accs)} classes")
-    return [(name, acc, iou) for name, acc, iou in zip(class_names, accs, ious)]
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def per_class_table(scores: dict, class_names: Sequence[str] | None = None, digits: int = 3) -> str:
-    """Markdown table with one line per class: name, accuracy, IoU ("n/a" where undefined)."""
-    lines = ["| Class | Accuracy | IoU |", "|---|---:|---:|"]
-    for name, acc, iou in per_class_rows(scores, class_names):
-        lines.append(f"| {name} | {_fmt(acc, digits)} | {_fmt(iou, digits)} |")
-    return "\n".join(lines)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import subprocess
@@ -46,13 +45,13 @@ from common.files import write_figure, write_json, write_text
 from eval import EvalError
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set
+from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import paired_difference, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 INNER_STEPS = 10
 MEAN_INNER_FACTOR = sum(1 / (k + 1) for k in range(INNER_STEPS)) / INNER_STEPS  # H_S / S = 0.2929
 BETA2_REFERENCE_BATCH = 16
-METRICS = (("pixel_acc", "Per-pixel acc."), ("class_acc", "Per-class acc."), ("class_iou", "Class IoU"))
 SEGMENTER_ORDER = ("fcn8s", "deeplabv3plus_xception71")
 
 
@@ -284,20 +283,6 @@ def ranking_margins(runs: dict, truth: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------- reporting
-def _cell(summary: dict, digits: int = 3) -> str:
-    if summary["n"] == 0 or summary["mean"] is None or math.isnan(summary["mean"]):
-        return "n/a"
-    std = f" ± {summary['std']:.{digits}f}" if summary["std"] is not None else ""
-    return f"{summary['mean']:.{digits}f}{std}"
-
-
-def _difference(diff: dict, digits: int = 3) -> str:
-    if math.isnan(diff["low"]):
-        return f"{diff['mean']:+.{digits}f}"
-    mark = " *" if diff["significant"] else ""
-    return f"{diff['mean']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]{mark}"
-
-
 def measure_title(measure: str, display: dict) -> str:
     arch, _, metric = measure.partition(":")
     if arch == "val_l1":
@@ -315,20 +300,16 @@ def markdown_report(report: dict) -> str:
              "weights. Cells: mean ± sample std over seeds. Differences: paired by seed, arm − Adam, with the "
              "95% bootstrap interval over seeds; * marks an interval that excludes 0.", ""]
     for arch in report["scorers"]:
-        lines += [f"## FCN-scores by {display[arch]}", "",
-                  "| Arm | " + " | ".join(name for _, name in METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
-        for arm in arms:
-            cells = [_cell(analysis[f"{arch}:{key}"]["summary"][arm.name]) for key, _ in METRICS]
-            lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
+        rows = [[arm.label] + [summary_cell(analysis[f"{arch}:{key}"]["summary"][arm.name]) for key, _ in METRICS]
+                for arm in arms]
         truth = report["ground_truth"][arch]
-        lines.append("| Ground truth (real photos) | " + " | ".join(f"{truth[key]:.3f}" for key, _ in METRICS) + " |")
-        lines += [""]
-    lines += ["## Paired differences to Adam", "", "| Measure | " + " | ".join(a.label for a in arms[1:]) + " |",
-              "|---|" + "---:|" * (len(arms) - 1)]
-    for measure, entry in analysis.items():
-        digits = 4 if measure == "val_l1" else 3
-        cells = [_difference(entry["vs_baseline"][a.name], digits) for a in arms[1:]]
-        lines.append(f"| {measure_title(measure, display)} | " + " | ".join(cells) + " |")
+        rows.append(["Ground truth (real photos)"] + [number_cell(truth[key]) for key, _ in METRICS])
+        lines += [f"## FCN-scores by {display[arch]}", "",
+                  markdown_table(["Arm", *(name for _, name in METRICS)], rows), ""]
+    rows = [[measure_title(measure, display)]
+            + [difference_cell(entry["vs_baseline"][a.name], 4 if measure == "val_l1" else 3) for a in arms[1:]]
+            for measure, entry in analysis.items()]
+    lines += ["## Paired differences to Adam", "", markdown_table(["Measure", *(a.label for a in arms[1:])], rows)]
     lines += ["", "## What this shows", ""] + findings(report) + [""]
     return "\n".join(lines)
 
@@ -414,8 +395,8 @@ def figures(report: dict, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ study
-def run_study(config: StudyConfig) -> Path:
-    """Every step of the module docstring; returns the report folder."""
+def study_arms(config: StudyConfig) -> list[Arm]:
+    """The arms of ``config``, the Adam baseline first; EvalError for unknown arms or fewer than two seeds."""
     preset = PRESETS[config.preset]
     known = make_arms(preset["lr"], preset["beta2"])
     unknown = [a for a in config.arms if a not in known]
@@ -424,7 +405,50 @@ def run_study(config: StudyConfig) -> Path:
                         f"{', '.join(known)})" if unknown else "the Adam baseline 'adam' must be one of them"))
     if len(set(config.seeds)) < 2:
         raise EvalError(f"--seeds {' '.join(map(str, config.seeds))}: at least two different seeds are needed")
-    arms = [known["adam"]] + [known[a] for a in config.arms if a != "adam"]
+    return [known["adam"]] + [known[a] for a in config.arms if a != "adam"]
+
+
+def learning_curves(config: StudyConfig, arms: list[Arm], curve_scorer: str, evalset) -> tuple[dict, dict]:
+    """Per arm and seed: validation L1 and class IoU (by ``curve_scorer``) of every epoch checkpoint, by
+    step; and the run's gradient-noise series."""
+    checkpoints = Path(config.checkpoints)
+    names = [run_name(arm, seed) for arm in arms for seed in config.seeds]
+    generators = {name: epoch_checkpoints(checkpoints / name) for name in names}
+    flat = [path for found in generators.values() for _, path in found]
+    curve_results = evaluate_generators(config, flat, None, checkpoints / "curves", [curve_scorer])
+    by_checkpoint = {Path(s["checkpoint"]).resolve(): s for s in curve_results["segmenters"][0]["image_sets"]}
+    curves, noise = {}, {}
+    for arm in arms:
+        for seed in config.seeds:
+            name = run_name(arm, seed)
+            per_epoch = steps_per_epoch(checkpoints / name)
+            l1, iou = [], []
+            for epoch, path in generators[name]:
+                scored = by_checkpoint[path.resolve()]
+                step = epoch * per_epoch
+                l1.append((step, validation_l1(Path(scored["images"]), evalset)))
+                iou.append((step, scored["scores"]["class_iou"]))
+            curves.setdefault(arm.name, {})[seed] = {"val_l1": l1, "class_iou": iou}
+            noise.setdefault(arm.name, {})[seed] = read_noise(checkpoints / name)
+    return curves, noise
+
+
+def write_report(report: dict, out: Path) -> None:
+    """Warn about scorers that cannot rank; print study.md and write it, study.json and the figures."""
+    for arch, margins in report["ranking_margins"].items():
+        if min(margins.values()) <= 0:
+            print(f"warning: scorer {report['display_names'][arch]} cannot rank generators: margins "
+                  + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items()), file=sys.stderr)
+    text = markdown_report(report)
+    print(text)
+    write_text(out / "study.md", text)
+    write_json(out / "study.json", report)
+    figures(report, out)
+
+
+def run_study(config: StudyConfig) -> Path:
+    """Every step of the module docstring; returns the report folder."""
+    arms = study_arms(config)
     checkpoints, out = Path(config.checkpoints), Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     for arm in arms:
@@ -443,41 +467,15 @@ def run_study(config: StudyConfig) -> Path:
     values = {f"{arch}:{key}": {label: s[key] for label, s in runs[arch].items()}
               for arch in scorers for key, _ in METRICS}
     values["val_l1"] = {name: validation_l1(checkpoints / "evaluation" / name / "images", evalset) for name in names}
-
-    curve_scorer = scorers[0]
-    generators = {name: epoch_checkpoints(checkpoints / name) for name in names}
-    flat = [path for found in generators.values() for _, path in found]
-    curve_results = evaluate_generators(config, flat, None, checkpoints / "curves", [curve_scorer])
-    by_checkpoint = {Path(s["checkpoint"]).resolve(): s for s in curve_results["segmenters"][0]["image_sets"]}
-    curves, noise = {}, {}
-    for arm in arms:
-        for seed in config.seeds:
-            name = run_name(arm, seed)
-            per_epoch = steps_per_epoch(checkpoints / name)
-            l1, iou = [], []
-            for epoch, path in generators[name]:
-                scored = by_checkpoint[path.resolve()]
-                step = epoch * per_epoch
-                l1.append((step, validation_l1(Path(scored["images"]), evalset)))
-                iou.append((step, scored["scores"]["class_iou"]))
-            curves.setdefault(arm.name, {})[seed] = {"val_l1": l1, "class_iou": iou}
-            noise.setdefault(arm.name, {})[seed] = read_noise(checkpoints / name)
+    curves, noise = learning_curves(config, arms, scorers[0], evalset)
 
     report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": dataroot,
               "arms": [asdict(a) for a in arms], "train_options": commands, "scorers": scorers,
               "display_names": display, "ground_truth": truth, "per_run": values,
               "analysis": analyse(arms, config.seeds, values),
-              "ranking_margins": ranking_margins(runs, truth), "curve_scorer": curve_scorer,
+              "ranking_margins": ranking_margins(runs, truth), "curve_scorer": scorers[0],
               "curves": curves, "noise": noise, "config": asdict(config)}
-    for arch, margins in report["ranking_margins"].items():
-        if min(margins.values()) <= 0:
-            print(f"warning: scorer {display[arch]} cannot rank generators: margins "
-                  + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items()), file=sys.stderr)
-    text = markdown_report(report)
-    print(text)
-    write_text(out / "study.md", text)
-    write_json(out / "study.json", report)
-    figures(report, out)
+    write_report(report, out)
     return out
 
 

@@ -20,7 +20,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,9 @@ from common.command_line import run_main
 from common.device import resolve_device
 from eval import EvalError
 from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
-from eval.metrics import fcn_scores, per_class_table
+from eval.metrics import fcn_scores
+from eval.report import per_class_table
+from eval.sources import default_dataroot
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
 from gan import rng
@@ -243,28 +245,49 @@ def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, 
             break
     return step, done, rng_state(color_rng, device)
 
-def train(args: argparse.Namespace) -> Path:
+
+@dataclass
+class Training:
+    """What one segmenter training works with (:func:`build_training`)."""
+    model: Segmenter
+    train_set: object                       # data.aligned.AlignedDataset(train, with jitter)
+    val_set: EvalSet
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    settings: dict                          # the options a resume must match
+    trained_on: dict                        # the dataset, for the segmenter's metadata
+    training: dict                          # settings, backbone, time: the metadata's training record
+    class_names: tuple[str, ...]            # trainId 0..18 names
+    steps_per_epoch: int
+    device: torch.device
+    amp: bool
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.settings["epochs"]
+
+    def metadata(self, scores: dict | None) -> dict:
+        size = self.settings["crop_size"]
+        return segmenter_metadata(self.model, self.class_names, (size, size), self.trained_on, scores, self.training)
+
+
+@dataclass
+class Start:
+    """Where a training starts: from scratch, or where its resume file stopped."""
+    epoch: int = 0
+    batch: int = 0               # batches of ``epoch`` already done
+    rng: dict | None = None      # the random state after them (:func:`rng_state`)
+    step: int = 0
+    backbone: str | None = None  # where the backbone's initial weights came from
+
+
+def build_training(args: argparse.Namespace, dataroot: Path, device: torch.device, amp: bool) -> Training:
+    """Datasets, the segmenter (seeded by ``--seed``, on ``device``), AdamW and its polynomial decay."""
     from data.aligned import AlignedDataset
     from data.cityscapes import CLASS_NAMES
 
-    out = Path(args.out) if args.out else default_path(args.arch)
-    validate(args, out)
-    device = resolve_device(args.device)
-    amp = args.amp and amp_dtype(device) is not None
-    if args.amp and not amp:
-        print(f"--amp ignored: {device} has no native bf16")
-    if args.dataroot is None:
-        from data.synthetic import default_dataset
-        dataroot = Path(default_dataset())
-    else:
-        dataroot = Path(args.dataroot)
-    partial = resume_path(out)
-    if args.resume and not partial.is_file() and out.is_file():
-        read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
-        print(f"{out}: already trained (no resume file {partial.name}); nothing to do")
-        return out
     config = parse_config(args.arch, args.config)
-
     train_set = AlignedDataset(dataroot, "train", direction="BtoA", load_size=args.load_size,
                                crop_size=args.crop_size, flip=True, train=True)
     val_set = open_eval_set(dataroot, size=args.crop_size, max_frames=args.max_val_frames)
@@ -283,88 +306,119 @@ def train(args: argparse.Namespace) -> Path:
                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
                 "seed": args.seed, "pretrained_backbone": args.pretrained_backbone}
-    start_epoch, start_batch, resume_rng, step, backbone_note = 0, 0, None, 0, None
-
-    if args.resume and partial.is_file():
-        state = read_segmenter_file(partial, args.arch)
-        saved = state["train_state"]["settings"]
-        changed = [k for k in settings if saved.get(k) != settings[k]]
-        if changed:
-            raise EvalError(f"{partial}: was trained with different settings ({', '.join(changed)}); "
-                            f"remove it or drop --resume to start over")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["train_state"]["optimizer"])
-        schedule.load_state_dict(state["train_state"]["schedule"])
-        scaler.load_state_dict(state["train_state"]["scaler"])
-        start_epoch, step = state["train_state"]["epoch"], state["train_state"]["step"]
-        start_batch, resume_rng = state["train_state"].get("batch", 0), state["train_state"].get("rng")
-        backbone_note = state["metadata"]["training"].get("backbone")
-        within = f" (after batch {start_batch}/{steps_per_epoch})" if start_batch else ""
-        print(f"resuming {partial} at epoch {start_epoch}/{args.epochs}{within}")
-    else:
-        if args.resume:
-            print(f"no resume file {partial}; training from the start")
-        elif partial.is_file():
-            print(f"--overwrite: starting over ({partial}, an unfinished training, is replaced after an epoch)")
-        if args.pretrained_backbone:
-            backbone_note = model.load_imagenet(allow_download=True)
-            if backbone_note is None:
-                print(f"no ImageNet weights for the {model.display_name} backbone here or online; "
-                      f"training from scratch")
-            else:
-                print(f"backbone initialised from {backbone_note}")
-    backbone_note = backbone_note or "random initialisation"
-
     dataset_name = dataroot.resolve().parent.name if dataroot.name == "pix2pix" else dataroot.resolve().name
     trained_on = {"dataroot": str(dataroot.resolve()), "name": dataset_name,
                   "train_frames": len(train_set), "val_frames": len(val_set)}
-    training = dict(settings, backbone=backbone_note)
-    resolution = (args.crop_size, args.crop_size)
-    print(f"training {model.display_name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
-          f"on {len(train_set)} photos of {dataroot} at {args.crop_size}x{args.crop_size}, {device}")
+    return Training(model, train_set, val_set, optimizer, schedule, scaler, settings, trained_on, dict(settings),
+                    CLASS_NAMES, steps_per_epoch, device, amp)
+
+
+def resume_or_start(args: argparse.Namespace, job: Training, partial: Path) -> Start:
+    """With ``--resume`` and a resume file: its weights and optimizer state loaded into ``job`` (EvalError
+    if it was trained with other settings); else a fresh start (ImageNet backbone if asked)."""
+    if args.resume and partial.is_file():
+        state = read_segmenter_file(partial, args.arch)
+        saved = state["train_state"]["settings"]
+        changed = [k for k in job.settings if saved.get(k) != job.settings[k]]
+        if changed:
+            raise EvalError(f"{partial}: was trained with different settings ({', '.join(changed)}); "
+                            f"remove it or drop --resume to start over")
+        train_state = state["train_state"]
+        job.model.load_state_dict(state["state_dict"])
+        job.optimizer.load_state_dict(train_state["optimizer"])
+        job.schedule.load_state_dict(train_state["schedule"])
+        job.scaler.load_state_dict(train_state["scaler"])
+        start = Start(train_state["epoch"], train_state.get("batch", 0), train_state.get("rng"), train_state["step"],
+                      state["metadata"]["training"].get("backbone"))
+        within = f" (after batch {start.batch}/{job.steps_per_epoch})" if start.batch else ""
+        print(f"resuming {partial} at epoch {start.epoch}/{args.epochs}{within}")
+        return start
+    if args.resume:
+        print(f"no resume file {partial}; training from the start")
+    elif partial.is_file():
+        print(f"--overwrite: starting over ({partial}, an unfinished training, is replaced after an epoch)")
+    backbone = None
+    if args.pretrained_backbone:
+        backbone = job.model.load_imagenet(allow_download=True)
+        if backbone is None:
+            print(f"no ImageNet weights for the {job.model.display_name} backbone here or online; "
+                  f"training from scratch")
+        else:
+            print(f"backbone initialised from {backbone}")
+    return Start(backbone=backbone)
+
+
+def train_epochs(args: argparse.Namespace, job: Training, start: Start, partial: Path, signals, bar) -> None:
+    """The epochs from ``start`` on; the resume file ``partial`` rewritten after each one, and after the
+    step where ``signals`` got a stop request (the loop then ends)."""
+    step = start.step
+    for epoch in range(start.epoch, args.epochs):
+        if signals.requested:
+            break
+        seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
+        first = epoch == start.epoch
+        step, done, epoch_rng = train_one_epoch(job.model, job.train_set, args, epoch, job.optimizer, job.schedule,
+                                                job.scaler, job.device, job.amp, bar, step,
+                                                start.batch if first else 0, start.rng if first else None, signals)
+        complete = done >= job.steps_per_epoch
+        if complete and args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
+            job.model.eval()
+            scores = val_scores(job.model, job.val_set, job.device, args.batch_size, job.amp)
+            print(f"epoch {epoch + 1}: val {format_scores(scores)}")
+        train_state = {"settings": job.settings, "optimizer": job.optimizer.state_dict(),
+                       "schedule": job.schedule.state_dict(), "scaler": job.scaler.state_dict(),
+                       "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else done, "step": step}
+        if not complete:
+            train_state["rng"] = epoch_rng
+        with signals.saving(partial):
+            save_segmenter(partial, job.model, job.metadata(None), {"train_state": train_state})
+        where = f"epoch {epoch + 1}/{args.epochs} " + (f"up to batch {done}/{job.steps_per_epoch}" if not complete
+                                                        else "complete")
+        signals.safe_note = f"{partial} holds {where}"
+
+
+def score_and_save(args: argparse.Namespace, job: Training, out: Path, signals, seconds: float) -> None:
+    """Score the real val photos (the ground-truth row), print them, save the segmenter to ``out``."""
+    job.model.eval()  # a signal from here on: the scores are computed and the segmenter saved all the same
+    scores = val_scores(job.model, job.val_set, job.device, args.batch_size, job.amp)
+    print(f"val FCN-scores of the real photos (GT row), {job.model.display_name}: {format_scores(scores)}")
+    print(per_class_table(scores, job.class_names))
+    job.training["wall_seconds_this_session"] = round(seconds, 1)
+    with signals.saving(out):
+        save_segmenter(out, job.model, job.metadata(scores))
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Train (or resume) the segmenter of ``args``, score it, save it; returns its path."""
+    out = Path(args.out) if args.out else default_path(args.arch)
+    validate(args, out)
+    device = resolve_device(args.device)
+    amp = args.amp and amp_dtype(device) is not None
+    if args.amp and not amp:
+        print(f"--amp ignored: {device} has no native bf16")
+    dataroot = default_dataroot() if args.dataroot is None else Path(args.dataroot)
+    partial = resume_path(out)
+    if args.resume and not partial.is_file() and out.is_file():
+        read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
+        print(f"{out}: already trained (no resume file {partial.name}); nothing to do")
+        return out
+
+    job = build_training(args, dataroot, device, amp)
+    start = resume_or_start(args, job, partial)
+    job.training["backbone"] = start.backbone or "random initialisation"
+    print(f"training {job.model.display_name} ({sum(p.numel() for p in job.model.parameters()) / 1e6:.2f} M "
+          f"parameters) on {len(job.train_set)} photos of {dataroot} at {args.crop_size}x{args.crop_size}, {device}")
 
     started = time.monotonic()
-    bar = progress(total=total_steps, initial=step, desc=f"train {args.arch}", unit="step")
-    saved_note = f"{partial} holds the state it was resumed from" if step else f"{partial} was not written"
+    bar = progress(total=job.total_steps, initial=start.step, desc=f"train {args.arch}", unit="step")
+    saved_note = f"{partial} holds the state it was resumed from" if start.step else f"{partial} was not written"
     with StopSignals(saved_note) as signals:
-        for epoch in range(start_epoch, args.epochs):
-            if signals.requested:
-                break
-            seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
-            first = epoch == start_epoch
-            step, done, epoch_rng = train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler,
-                                                    device, amp, bar, step, start_batch if first else 0,
-                                                    resume_rng if first else None, signals)
-            complete = done >= steps_per_epoch
-            if complete and args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
-                model.eval()
-                scores = val_scores(model, val_set, device, args.batch_size, amp)
-                print(f"epoch {epoch + 1}: val {format_scores(scores)}")
-            train_state = {"settings": settings, "optimizer": optimizer.state_dict(),
-                           "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-                           "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else done, "step": step}
-            if not complete:
-                train_state["rng"] = epoch_rng
-            meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, None, training)
-            with signals.saving(partial):
-                save_segmenter(partial, model, meta, {"train_state": train_state})
-            where = f"epoch {epoch + 1}/{args.epochs} " + (f"up to batch {done}/{steps_per_epoch}" if not complete
-                                                            else "complete")
-            signals.safe_note = f"{partial} holds {where}"
+        train_epochs(args, job, start, partial, signals, bar)
+        bar.close()
         if signals.requested:
-            bar.close()
             raise Stopped(f"interrupted by {signal_name(signals.requested)}: {signals.safe_note}; continue with "
                           f"the same command and --resume", signals.requested)
-        bar.close()
-
-        model.eval()  # a signal from here on: the scores are computed and the segmenter saved all the same
-        scores = val_scores(model, val_set, device, args.batch_size, amp)
-        print(f"val FCN-scores of the real photos (GT row), {model.display_name}: {format_scores(scores)}")
-        print(per_class_table(scores, CLASS_NAMES))
-        training["wall_seconds_this_session"] = round(time.monotonic() - started, 1)
-        meta = segmenter_metadata(model, CLASS_NAMES, resolution, trained_on, scores, training)
-        with signals.saving(out):
-            save_segmenter(out, model, meta)
+        score_and_save(args, job, out, signals, time.monotonic() - started)
     if partial.is_file():
         partial.unlink()
     return out

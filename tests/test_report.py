@@ -1,0 +1,37 @@
+"""Markdown of the FCN-score reports: per-class tables, cells of summaries and paired differences."""
+import torch
+
+from eval.metrics import confusion_matrix, fcn_scores
+from eval.report import difference_cell, markdown_table, per_class_rows, per_class_table, summary_cell
+from eval.statistics import paired_difference, summarize
+from tests.test_metrics import C, random_frames
+
+
+def test_per_class_table_names_every_class():
+    preds, targets = random_frames(3, n=1)
+    scores = fcn_scores(confusion_matrix(torch.from_numpy(preds[0]), torch.from_numpy(targets[0])))
+    names = [f"class{i}" for i in range(C)]
+    rows = per_class_rows(scores, names)
+    assert [r[0] for r in rows] == names
+    table = per_class_table(scores, names)
+    lines = table.splitlines()
+    assert len(lines) == 2 + C
+    assert lines[2 + 15] == "| class15 | n/a | n/a |"  # class 15 is in neither GT nor prediction
+    assert lines[2 + 3] == "| class3 | n/a | 0.000 |"  # class 3 is predicted but absent from GT
+    assert lines[2 + 0].startswith(f"| class0 | {scores['per_class_acc'][0]:.3f} |")
+
+
+
+def test_cells_of_summaries_and_paired_differences():
+    assert summary_cell(summarize([0.5, 0.7])) == "0.600 ± 0.141"  # sample std: sqrt(0.02)
+    assert summary_cell(summarize([0.25])) == "0.250"
+    assert summary_cell(summarize([float("nan")])) == "n/a"
+    # seeds 0..2, differences +0.02, +0.03, +0.01: every bootstrap mean lies in [0.01, 0.03]
+    diff = paired_difference({0: 0.52, 1: 0.63, 2: 0.56}, {0: 0.50, 1: 0.60, 2: 0.55})
+    assert difference_cell(diff) == "+0.020 [+0.010, +0.030] *"
+    assert difference_cell(paired_difference({0: 0.4}, {0: 0.5}), digits=2) == "-0.10"  # one seed: no interval
+
+
+def test_markdown_table_aligns_numbers_right():
+    assert markdown_table(["Arm", "a", "b"], [["Adam", "1", "2"]], "T").splitlines() == [
+        "### T", "", "| Arm | a | b |", "|---|---:|---:|", "| Adam | 1 | 2 |"]
