@@ -50,25 +50,9 @@ def iter_fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | memor
     are not supported.
     """
     view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) or buf.format != "B" else buf
-    pos, end = 0, len(view)
-    while pos < end:
-        key, pos = read_varint(view, pos)
-        number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise ProtobufError(f"field number 0 at byte {pos}")
-        if wire_type == VARINT:
-            value, pos = read_varint(view, pos)
-        elif wire_type == FIXED64:
-            value, pos = view[pos:pos + 8], pos + 8
-        elif wire_type == LENGTH_DELIMITED:
-            length, pos = read_varint(view, pos)
-            value, pos = view[pos:pos + length], pos + length
-        elif wire_type == FIXED32:
-            value, pos = view[pos:pos + 4], pos + 4
-        else:
-            raise ProtobufError(f"unsupported wire type {wire_type} of field {number} at byte {pos}")
-        if pos > end:
-            raise ProtobufError(f"field {number} runs past the end of the message")
+    pos = 0
+    while pos < len(view):
+        number, wire_type, value, pos = read_field(view, pos)
         yield number, wire_type, value
 
 
