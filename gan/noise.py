@@ -82,17 +82,17 @@ def direction_offset(optimizer: torch.optim.Optimizer, params: Sequence[Tensor])
     return offset
 
 
-def probe_generator_noise(model, probe: Iterable[tuple[Tensor, Tensor]], seed: int = 0) -> dict[str, float]:
+def probe_generator_noise(pix2pix, probe: Iterable[tuple[Tensor, Tensor]], seed: int = 0) -> dict[str, float]:
     """V, r_g, r_d and ‖w − w_t‖ of G at its current weights on the probe pairs (a, b), each [1, C, H, W].
 
-    ``model`` is a :class:`gan.pix2pix.Pix2Pix`. The loss is G's training loss with D frozen, computed
+    ``pix2pix`` is a :class:`gan.pix2pix.Pix2Pix`. The loss is G's training loss with D frozen, computed
     on copies of G and D in training mode (batch statistics, dropout as in training; SyncBatchNorm made
-    local, so one rank can probe alone), so the model, its batch-norm buffers and the global random
+    local, so one rank can probe alone), so the networks, their batch-norm buffers and the global random
     streams are untouched. Sample i uses dropout seed
     ``seed + i``, the same at every call, so successive probes differ only by the weights.
     """
-    netG = local_copy(model.netG).train()
-    netD = local_copy(model.netD).train().requires_grad_(False)
+    netG = local_copy(pix2pix.netG).train()
+    netD = local_copy(pix2pix.netD).train().requires_grad_(False)
     params = [p for p in netG.parameters() if p.requires_grad]
     moments = GradientMoments(params)
     device = params[0].device
@@ -101,11 +101,11 @@ def probe_generator_noise(model, probe: Iterable[tuple[Tensor, Tensor]], seed: i
             torch.manual_seed(seed + i)
             netG.zero_grad(set_to_none=True)
             with torch.enable_grad():
-                loss = model.generator_loss(netG, netD, real_a.to(device), real_b.to(device))
+                loss = pix2pix.generator_loss(netG, netD, real_a.to(device), real_b.to(device))
                 loss.backward()
         moments.add([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
-    stats = moments.stats(direction_offset(model.optimizer_G, list(model.netG.parameters())))
-    distance = getattr(model.optimizer_G, "distance_to_anchor", None)
+    stats = moments.stats(direction_offset(pix2pix.optimizer_G, list(pix2pix.netG.parameters())))
+    distance = getattr(pix2pix.optimizer_G, "distance_to_anchor", None)
     stats["distance_to_anchor"] = float(distance()) if distance is not None else float("nan")
     return stats
 

@@ -94,16 +94,17 @@ class Pix2Pix:
     state_dicts go into checkpoints.
     """
 
-    def __init__(self, model: ModelConfig, optim_G: OptimConfig, optim_D: OptimConfig,
+    def __init__(self, model_config: ModelConfig, optim_config_G: OptimConfig, optim_config_D: OptimConfig,
                  device: torch.device | str = "cpu"):
-        self.config = model
-        self.netG = build_generator(**model.generator_config()).to(device)
-        self.netD = build_discriminator(model.netD, input_nc=model.input_nc + model.output_nc, ndf=model.ndf,
-                                        n_layers=model.n_layers_D, norm=model.norm).to(device)
+        self.config = model_config
+        self.netG = build_generator(**model_config.generator_config()).to(device)
+        self.netD = build_discriminator(model_config.netD, input_nc=model_config.input_nc + model_config.output_nc,
+                                        ndf=model_config.ndf, n_layers=model_config.n_layers_D,
+                                        norm=model_config.norm).to(device)
         self.G, self.D = self.netG, self.netD
-        self.criterion_gan = GANLoss(model.gan_mode)
-        self.optimizer_G = build_optimizer(self.netG.parameters(), optim_G)
-        self.optimizer_D = build_optimizer(self.netD.parameters(), optim_D)
+        self.criterion_gan = GANLoss(model_config.gan_mode)
+        self.optimizer_G = build_optimizer(self.netG.parameters(), optim_config_G)
+        self.optimizer_D = build_optimizer(self.netD.parameters(), optim_config_D)
 
     def wrap(self, G: nn.Module, D: nn.Module) -> None:
         """Use ``G``/``D`` (wrappers around netG/netD, e.g. DDP) for the forward passes of a step."""
@@ -154,13 +155,14 @@ class Pix2Pix:
         """G's training loss on the pair (a, b) with the given networks (e.g. copies, for probes)."""
         return sum(self.generator_loss_terms(netD, real_a, netG(real_a), real_b))
 
-    def state(self) -> dict:
-        """Networks and optimizers as plain state_dicts (for a checkpoint)."""
+    def state_dict(self) -> dict:
+        """Networks and optimizers as plain state_dicts (for a checkpoint; the keys old checkpoints have)."""
         return {"netG_config": self.config.generator_config(), "model_config": asdict(self.config),
                 "netG": self.netG.state_dict(), "netD": self.netD.state_dict(),
                 "optimizer_G": self.optimizer_G.state_dict(), "optimizer_D": self.optimizer_D.state_dict()}
 
-    def load_state(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
+        """Networks and optimizers from :meth:`state_dict` (or a checkpoint holding its keys)."""
         self.netG.load_state_dict(state["netG"])
         self.netD.load_state_dict(state["netD"])
         self.optimizer_G.load_state_dict(state["optimizer_G"])
