@@ -593,14 +593,13 @@ def test_disk_and_file_errors_are_one_line(synthetic_root, tmp_path, capsys, mon
     monkeypatch.undo()
 
     # a full disk during the second checkpoint write
-    real_fdopen, opened = os.fdopen, []
+    real_save, saved = torch.save, []
 
-    def fdopen(fd, *args, **kwargs):
-        opened.append(fd)
-        file = real_fdopen(fd, *args, **kwargs)
-        return FullDisk(file, 10_000) if len(opened) == 2 else file
+    def save(obj, file, *args, **kwargs):
+        saved.append(file)
+        return real_save(obj, FullDisk(file, 10_000) if len(saved) == 2 else file, *args, **kwargs)
 
-    monkeypatch.setattr(common.checkpoint.os, "fdopen", fdopen)
+    monkeypatch.setattr(common.checkpoint.torch, "save", save)
     ckpt = tmp_path / "full"
     latest = ckpt / "tradam_seed0" / "latest.pt"
     assert train.main(tiny_args(synthetic_root, ckpt, "--save-latest-freq", "2")) == 2
