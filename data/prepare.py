@@ -166,21 +166,8 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
     clean_leftovers(out.parent, f"{out.name}.partial")
     if out.exists():
         clean_leftovers(out.parent, f"{out.name}.old")  # a killed run's previous output, replaced already
-
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: exists and is not a folder")
-        same_frames = _existing_matches(out, names, size)
-        if same_frames and _existing_sources(out) == sources and not overwrite:
-            if show_progress:
-                print(f"{out}: already prepared from the same {len(names['train'])} train / "
-                      f"{len(names['val'])} val frames, nothing to do")
-            return out
-        if same_frames and not overwrite:
-            if show_progress:
-                print(f"{out}: input files changed since it was prepared; preparing again")
-        elif any(out.iterdir()) and not overwrite:
-            raise DataError(f"{out}: exists and holds different data; use --overwrite to replace it")
+    if out.exists() and _already_prepared(out, names, size, sources, overwrite, show_progress):
+        return out
 
     work = make_work_dir(out.parent, f"{out.name}.partial")
     try:
@@ -188,35 +175,67 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
             relative_root = os.path.relpath(root.resolve(), out.resolve())
         except ValueError:  # different drives
             relative_root = str(root.resolve())
-        index = {split: {} for split in SPLITS}
-        bar = tqdm(total=sum(len(f) for f in frames.values()), desc="prepare", unit="frame",
-                   disable=not show_progress)
-        for split in SPLITS:
-            (work / split).mkdir()
-            (work / f"{split}_trainids").mkdir()
-            for i, frame in enumerate(frames[split]):
-                pair, train_ids = convert_frame(frame, size)
-                pair.save(work / split / f"{i}.jpg", format="JPEG", quality=100, subsampling=0)
-                Image.fromarray(train_ids).save(work / f"{split}_trainids" / f"{i}.png")
-                index[split][f"{i}.jpg"] = frame.name
-                bar.update(1)
-        bar.close()
+        index = _convert_frames(frames, size, work, show_progress)
         index.update(cityscapes_root=relative_root, size=size, format_version=FORMAT_VERSION, sources=sources,
                      **(extra_index or {}))
         (work / "index.json").write_text(json.dumps(index, indent=1))
-        if out.exists():
-            old = make_work_dir(out.parent, f"{out.name}.old")
-            os.replace(out, old / "data")
-            os.replace(work, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, out)
+        _move_into_place(work, out)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     if show_progress:
         print(f"wrote {len(index['train'])} train / {len(index['val'])} val frames (pix2pix layout) to {out}")
     return out
+
+
+def _already_prepared(out: Path, names: dict[str, list[str]], size: int, sources: str, overwrite: bool,
+                      show_progress: bool) -> bool:
+    """Whether the existing ``out`` is this very preparation, from unchanged input files (nothing to do).
+
+    The same frames from changed files are prepared again; other data is only replaced with ``overwrite``.
+    """
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    same_frames = _existing_matches(out, names, size)
+    if same_frames and _existing_sources(out) == sources and not overwrite:
+        if show_progress:
+            print(f"{out}: already prepared from the same {len(names['train'])} train / "
+                  f"{len(names['val'])} val frames, nothing to do")
+        return True
+    if same_frames and not overwrite:
+        if show_progress:
+            print(f"{out}: input files changed since it was prepared; preparing again")
+    elif any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out}: exists and holds different data; use --overwrite to replace it")
+    return False
+
+
+def _convert_frames(frames: dict[str, list[Frame]], size: int, work: Path, show_progress: bool) -> dict:
+    """Write every frame's pair JPEG and exact trainId PNG into ``work``; return the index of frame names."""
+    index = {split: {} for split in SPLITS}
+    bar = tqdm(total=sum(len(f) for f in frames.values()), desc="prepare", unit="frame", disable=not show_progress)
+    for split in SPLITS:
+        (work / split).mkdir()
+        (work / f"{split}_trainids").mkdir()
+        for i, frame in enumerate(frames[split]):
+            pair, train_ids = convert_frame(frame, size)
+            pair.save(work / split / f"{i}.jpg", format="JPEG", quality=100, subsampling=0)
+            Image.fromarray(train_ids).save(work / f"{split}_trainids" / f"{i}.png")
+            index[split][f"{i}.jpg"] = frame.name
+            bar.update(1)
+    bar.close()
+    return index
+
+
+def _move_into_place(work: Path, out: Path) -> None:
+    """Rename the finished ``work`` folder to ``out``; a previous ``out`` is moved aside first, then deleted."""
+    if out.exists():
+        old = make_work_dir(out.parent, f"{out.name}.old")
+        os.replace(out, old / "data")
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ from data import DataError
 from data import synthetic
 from data.aligned import AlignedDataset
 from data.cityscapes import find_frames, label_ids_to_color, label_ids_to_train_ids
+from data.street import render_scene
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,11 +41,11 @@ def test_both_layouts_hold_the_same_scenes(synthetic_root):
 
 
 def test_deterministic_per_seed_and_frame():
-    a_photo, a_ids = synthetic.render_scene(synthetic.frame_rng(5, "train", 3), 96, 48)
-    b_photo, b_ids = synthetic.render_scene(synthetic.frame_rng(5, "train", 3), 96, 48)
+    a_photo, a_ids = render_scene(synthetic.frame_rng(5, "train", 3), 96, 48)
+    b_photo, b_ids = render_scene(synthetic.frame_rng(5, "train", 3), 96, 48)
     assert np.array_equal(a_photo, b_photo) and np.array_equal(a_ids, b_ids)
-    c_photo, _ = synthetic.render_scene(synthetic.frame_rng(6, "train", 3), 96, 48)
-    d_photo, _ = synthetic.render_scene(synthetic.frame_rng(5, "val", 3), 96, 48)
+    c_photo, _ = render_scene(synthetic.frame_rng(6, "train", 3), 96, 48)
+    d_photo, _ = render_scene(synthetic.frame_rng(5, "val", 3), 96, 48)
     assert not np.array_equal(a_photo, c_photo) and not np.array_equal(a_photo, d_photo)
 
 
@@ -58,7 +59,7 @@ def test_a_small_set_is_the_start_of_a_larger_one(synthetic_root, tmp_path):
 
 
 def _scenes(count, width=128, height=64, seed=0):
-    return [synthetic.render_scene(synthetic.frame_rng(seed, "train", i), width, height) for i in range(count)]
+    return [render_scene(synthetic.frame_rng(seed, "train", i), width, height) for i in range(count)]
 
 
 def test_classes_and_layout_are_cityscapes_like():
@@ -182,3 +183,22 @@ def test_command_line(tmp_path):
     assert len(AlignedDataset(tmp_path / "pix2pix", "train", load_size=36, crop_size=32)) == 2
     run = subprocess.run(command[:-1] + ["48"], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_cached_dataset_is_reused_without_loading_the_renderer(tmp_path, monkeypatch):
+    """train.py's default-data path: with the dataset cached, data.street and OpenCV are never imported
+    (and the probe does see them once frames are drawn)."""
+    monkeypatch.setenv("TRALGO_DATA_CACHE", str(tmp_path / "cache"))
+    cached = synthetic.default_dataset(size=32, n_train=2, n_val=1, seed=0, verbose=False)
+    probe = ("import sys\n"
+             "from data.synthetic import default_dataset, generate\n"
+             "loaded = lambda: sorted(m for m in sys.modules if m == 'cv2' or m.split('.')[:2] == ['data', 'street'])\n"
+             "print(default_dataset(size=32, n_train=2, n_val=1, seed=0, verbose=False), loaded())\n"
+             f"generate({str(tmp_path / 'drawn')!r}, n_train=1, n_val=1, size=16)\n"
+             "print(loaded())\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    reused, drawn = run.stdout.strip().splitlines()
+    assert reused == f"{cached} []"
+    assert "'cv2'" in drawn and "'data.street'" in drawn
