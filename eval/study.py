@@ -157,6 +157,12 @@ def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
     return options
 
 
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (reports name no machine's folders)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def run_name(arm: Arm, seed: int) -> str:
     return f"{arm.name}_seed{seed}"
 
@@ -469,7 +475,7 @@ def run_study(config: StudyConfig) -> Path:
     values["val_l1"] = {name: validation_l1(checkpoints / "evaluation" / name / "images", evalset) for name in names}
     curves, noise = learning_curves(config, arms, scorers[0], evalset)
 
-    report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": dataroot,
+    report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": shown_path(dataroot),
               "arms": [asdict(a) for a in arms], "train_options": commands, "scorers": scorers,
               "display_names": display, "ground_truth": truth, "per_run": values,
               "analysis": analyse(arms, config.seeds, values),
