@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from common.device import resolve_device
 from eval import EvalError
 from eval.fcn_score import PROTOCOLS
@@ -36,8 +36,7 @@ from eval.tables import generate_all, load_segmenters, score_all
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = option_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default="checkpoints", help="folder holding the training runs")
     parser.add_argument("--runs", nargs="+", default=None, metavar="NAME",
                         help="score only these run folders of --checkpoints; None: every run")

@@ -32,7 +32,7 @@ import torchvision
 from torch.optim.lr_scheduler import LambdaLR
 
 from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
-from common.command_line import InputError, run_main
+from common.command_line import InputError, option_parser, run_main
 from common.device import check_device_name, resolve_device
 from common.files import write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
@@ -80,7 +80,7 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The options as given; a --preset's values stand in for the defaults it changes."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = option_parser(__doc__)
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="configuration to start from; explicit options override it (demo: unet_64, ngf/ndf 32, "
                         "64 px crops of 72, 10 + 10 epochs, no loader workers: a few minutes on 2 CPU cores)")

@@ -11,6 +11,7 @@ such as a folder that cannot be written, reported with its path); 1 a run that d
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -43,3 +44,9 @@ def run_main(work: Callable[[], str | None]) -> int:
 def _fail(message: str, status: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     return status
+
+
+def option_parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser every command line starts from: ``--help`` shows each option's default."""
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -20,7 +20,6 @@ Command line: ``python -m data.prepare --cityscapes DIR --out DIR``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -33,7 +32,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from data import DataError
 from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
 from data.fingerprint import files_fingerprint
@@ -238,11 +237,12 @@ def _move_into_place(work: Path, out: Path) -> None:
         os.replace(work, out)
 
 
+COMMAND_LINE_HELP = ("Convert the official Cityscapes layout (leftImg8bit/ + gtFine/) into the pix2pix layout: "
+                     "side-by-side photo|colour-label JPEGs, exact trainId PNGs and an index of frame names.")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m data.prepare", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Convert the official Cityscapes layout (leftImg8bit/ + gtFine/) into the pix2pix layout: "
-                    "side-by-side photo|colour-label JPEGs, exact trainId PNGs and an index of frame names.")
+    parser = option_parser(COMMAND_LINE_HELP, prog="python -m data.prepare")
     parser.add_argument("--cityscapes", required=True, help="folder holding leftImg8bit/ and gtFine/")
     parser.add_argument("--out", required=True, help="output folder (pix2pix layout)")
     parser.add_argument("--size", type=int, default=256, help="side of each square half")

@@ -13,7 +13,6 @@ Command line: ``python -m data.synthetic --out DIR --train N --val M --seed S --
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from data import DataError
 from data.cityscapes import label_ids_to_color
 from data.prepare import make_work_dir, prepare
@@ -171,11 +170,12 @@ def default_dataset(size: int = DEFAULT_SIZE, n_train: int = DEFAULT_TRAIN, n_va
     return pix.resolve()
 
 
+COMMAND_LINE_HELP = ("Generate procedural Cityscapes-like street scenes in both the official Cityscapes layout "
+                     "(OUT/cityscapes) and the pix2pix layout (OUT/pix2pix).")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m data.synthetic", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Generate procedural Cityscapes-like street scenes in both the official Cityscapes layout "
-                    "(OUT/cityscapes) and the pix2pix layout (OUT/pix2pix).")
+    parser = option_parser(COMMAND_LINE_HELP, prog="python -m data.synthetic")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--train", type=int, default=DEFAULT_TRAIN, help="number of training frames")
     parser.add_argument("--val", type=int, default=DEFAULT_VAL, help="number of validation frames")

@@ -21,7 +21,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from eval import EvalError
 from eval.segmenters import save_segmenter
 
@@ -39,8 +39,7 @@ def importer(arch: str):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = option_parser(__doc__.split("\n\n")[0])
     parser.add_argument("arch", choices=list(IMPORTERS), help="which original scorer SOURCE holds")
     parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder)")
     parser.add_argument("--out", type=Path, required=True, help="segmenter file to write (.pt)")

@@ -29,7 +29,6 @@ left unfinished:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from common.files import write_figure, write_json, write_text
 from eval import EvalError
 from data.images import read_rgb
@@ -486,8 +485,7 @@ def run_study(config: StudyConfig) -> Path:
 
 
 def parse_args(argv=None) -> StudyConfig:
-    parser = argparse.ArgumentParser(prog="python -m eval.study", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = option_parser(__doc__.split("\n\n")[0], prog="python -m eval.study")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                         help="demo: the built-in city in about an hour on 2 CPU cores; paper: the paper's runs "
                              "(GPU); quick: tiny networks, checks the machinery only")

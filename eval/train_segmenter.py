@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.command_line import run_main
+from common.command_line import option_parser, run_main
 from common.device import resolve_device
 from eval import EvalError
 from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
@@ -55,9 +55,7 @@ PRESETS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.train_segmenter", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = option_parser(__doc__.split("\n\n")[0], prog="python -m eval.train_segmenter")
     parser.add_argument("--arch", required=True, choices=[a for a, spec in REGISTRY.items() if not spec.obtain],
                         help="segmenter architecture (imported originals such as dpc_xception71 are not trained here)")
     parser.add_argument("--dataroot", default=None,
