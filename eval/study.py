@@ -89,7 +89,7 @@ PRESETS = {
         "lr": 2e-4, "beta2": 0.999,
         "segmenters": {
             "fcn8s": ["--preset", "demo"],
-            "deeplabv3plus_xception71": ["--preset", "demo", "--epochs", "24", "--lr", "1e-3"],
+            "deeplabv3plus_xception71": ["--preset", "demo"],
         },
         "evaluate": [],
         "noise_freq": 250, "noise_probe": 8,

@@ -79,6 +79,28 @@ def test_a_few_steps_beat_chance_and_save_everything(synthetic_root, tmp_path, c
     assert (pred[keep] == labels[keep]).double().mean().item() == pytest.approx(scores["pixel_acc"], abs=1e-9)
 
 
+def test_a_segmenter_trained_above_the_data_size_scores_the_photos_at_the_data_size(synthetic_root, tmp_path):
+    """Trained on 64 px photos upsampled to 96 px, its saved val scores are those of the 64 px photos and
+    labels (the ground-truth row evaluate.py prints), the network seeing them at 96 px."""
+    out = tmp_path / "fcn8s.pt"
+    args = [*TINY, "--crop-size", "96", "--load-size", "104", "--dataroot", str(synthetic_root),
+            "--out", str(out), "--epochs", "2"]
+    assert ts.main(args) == 0
+    model, meta = load_segmenter(out, "fcn8s")
+    assert meta["train_resolution"] == [96, 96]
+
+    from data.aligned import AlignedDataset
+    val = AlignedDataset(synthetic_root, "val", load_size=64, crop_size=64, train=False, flip=False)  # as stored
+    labels = torch.stack([val[i]["label"] for i in range(len(val))])
+    assert labels.shape[-2:] == (64, 64)
+    photos = torch.stack([val[i]["target"] for i in range(len(val))])
+    pred = model.predict(((photos + 1) * 127.5).round() / 127.5 - 1)
+    assert pred.shape == labels.shape
+    keep = labels != 255
+    assert (pred[keep] == labels[keep]).double().mean().item() == pytest.approx(meta["val_scores"]["pixel_acc"],
+                                                                                abs=1e-9)
+
+
 def test_resume_continues_the_same_trajectory(synthetic_root, tmp_path, monkeypatch):
     args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "3", "--max-val-frames", "1"]
     straight = tmp_path / "straight" / "fcn8s.pt"
