@@ -1,6 +1,6 @@
 """The seeds study: does TRAdam beat Adam at batch size 1, with the controls the paper lacks?
 
-    make study                                        # built-in city, 3 seeds x 4 arms, about an hour on 2 CPU cores
+    make study                                        # built-in city, 3 seeds x 4 arms, about 46 min on 2 CPU cores
     python -m eval.study --seeds 0 1 2 3 4 --arms adam tradam
     python -m eval.study --preset paper --dataroot datasets/cityscapes --segmenter-dir checkpoints/segmenters
 
@@ -83,7 +83,7 @@ DEFAULT_ARMS = ("adam", "tradam", "tradam_flat", "adam_matched")
 
 # Study sizes: train.py options, scorer training options, evaluation options.
 PRESETS = {
-    # The built-in synthetic city at 64 px: arms, seeds and scorers within about an hour on 2 CPU cores.
+    # The built-in synthetic city at 64 px: arms, seeds and scorers in about 46 min on 2 CPU cores.
     "demo": {
         "train": ["--preset", "demo"],
         "lr": 2e-4, "beta2": 0.999,
@@ -487,7 +487,7 @@ def run_study(config: StudyConfig) -> Path:
 def parse_args(argv=None) -> StudyConfig:
     parser = option_parser(__doc__.split("\n\n")[0], prog="python -m eval.study")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
-                        help="demo: the built-in city in about an hour on 2 CPU cores; paper: the paper's runs "
+                        help="demo: the built-in city in about 46 min on 2 CPU cores; paper: the paper's runs "
                              "(GPU); quick: tiny networks, checks the machinery only")
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
                         help="adam, tradam, tradam_flat, adam_matched, adam_beta2, sgd, trsgd")

@@ -68,3 +68,10 @@ def test_bad_arms_and_seeds_are_one_line(capsys):
     assert study.main(["--arms", "adam", "lion"]) == 2
     assert "unknown arm 'lion'" in capsys.readouterr().err
     assert study.main(["--seeds", "3"]) == 2
+
+
+def test_the_demo_study_scores_with_the_demo_scorers():
+    """One pair of built-in-city scorers: the study trains exactly `make demo`'s (the ones that rank)."""
+    from eval import train_segmenter
+    assert study.PRESETS["demo"]["segmenters"] == {arch: ["--preset", "demo"]
+                                                  for arch in train_segmenter.PRESETS["demo"]}
