@@ -7,9 +7,10 @@ contrast jitter. Loss: cross-entropy. Optimiser: AdamW with a polynomial learnin
 
 Afterwards it scores the real validation photos at the dataset's size, as ``evaluate.py`` scores its
 ground-truth row (the segmenter resizes its input to its training resolution ``--crop-size``), and
-saves weights and metadata to ``checkpoints/segmenters/<arch>.pt``. While training, a resume file ``<arch>.resume.pt`` next to it is rewritten after every epoch and when
-Ctrl-C or SIGTERM stops the training (after the current step; exit 130 / 143); ``--resume`` continues
-from it, and it is deleted once the segmenter is saved. An existing segmenter or resume file is only
+saves weights and metadata to ``checkpoints/segmenters/<arch>.pt``. While training, a resume file
+``<arch>.resume.pt`` next to it is rewritten after every epoch and when Ctrl-C or SIGTERM stops the
+training (after the current step; exit 130 / 143); ``--resume`` continues from it, and it is deleted
+once the segmenter is saved. An existing segmenter or resume file is only
 replaced with ``--overwrite`` (the segmenter once the new one is trained).
 """
 from __future__ import annotations
