@@ -40,10 +40,10 @@ from common.progress import progress
 from common.run_folder import RunFolder
 from data.aligned import AlignedDataset, dataset_fingerprint
 from data.sampling import EpochSampler, SeededSamples
-from gan import rng
-from gan.amp import amp_dtype
-from gan.amp import autocast as mixed_precision
-from gan.distributed import any_rank, gather, local_copy, nonfinite_ranks, wrap_ddp
+from common import rng
+from common.amp import amp_dtype
+from common.amp import autocast as mixed_precision
+from common.distributed import any_rank, gather, local_copy, nonfinite_ranks, wrap_ddp
 from gan.networks import DISCRIMINATORS, NORMS, check_image_size
 from gan.noise import probe_generator_noise
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix

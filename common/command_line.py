@@ -50,3 +50,8 @@ def option_parser(description: str, prog: str | None = None) -> argparse.Argumen
     """The parser every command line starts from: ``--help`` shows each option's default."""
     return argparse.ArgumentParser(prog=prog, description=description,
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of option ``name`` (``n_layers_D`` -> ``--n-layers-D``)."""
+    return "--" + name.replace("_", "-")

@@ -39,7 +39,7 @@ from data.images import image_header, read_rgb
 from eval import EvalError
 from eval.metrics import ConfusionMeter, FastHistMeter, fcn_scores
 from eval.segmenters import Segmenter
-from gan.amp import autocast
+from common.amp import autocast
 
 PROTOCOLS = ("256", "fullres")
 

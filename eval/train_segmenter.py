@@ -36,8 +36,8 @@ from eval.report import per_class_table
 from eval.sources import default_dataroot
 from eval.segmenters import (REGISTRY, Segmenter, build_segmenter, default_path, get_spec, make_config,
                              read_segmenter_file, save_segmenter, segmenter_metadata)
-from gan import rng
-from gan.amp import amp_dtype, autocast
+from common import rng
+from common.amp import amp_dtype, autocast
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from common.progress import progress
 

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from gan.distributed import local_copy
+from common.distributed import local_copy
 
 
 class GradientMoments:

@@ -1,7 +1,7 @@
-"""gan/amp.py: one meaning of --amp (bf16 autocast where the device has bf16) for training and scoring."""
+"""common/amp.py: one meaning of --amp (bf16 autocast where the device has bf16) for training and scoring."""
 import torch
 
-from gan.amp import amp_dtype, autocast
+from common.amp import amp_dtype, autocast
 
 
 def test_bf16_where_the_device_has_it(monkeypatch):

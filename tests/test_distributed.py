@@ -1,4 +1,4 @@
-"""gan/distributed.py: a sample copy that never communicates, and decisions all ranks take together."""
+"""common/distributed.py: a sample copy that never communicates, and decisions all ranks take together."""
 import pytest
 import torch
 import torch.distributed as dist

@@ -1,9 +1,9 @@
-"""gan/rng.py: each process saves and restores its own device generator, with a stand-in CUDA RNG API."""
+"""common/rng.py: each process saves and restores its own device generator, with a stand-in CUDA RNG API."""
 import random
 
 import torch
 
-from gan import rng
+from common import rng
 
 
 class FakeCudaRng:

@@ -1,4 +1,4 @@
-"""The random-number state of one training process: capture it for a checkpoint, restore it on resume.
+"""The random-number state of one training process: seed it, capture it for a checkpoint, restore it on resume.
 
 A process draws from torch's CPU generator, Python's and NumPy's, and (on CUDA) the generator of its
 own device, the one dropout uses. Only that device's generator is saved: a resumed run may see fewer
@@ -10,6 +10,13 @@ import random
 
 import numpy as np
 import torch
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch's generators (CPU and every GPU), Python's and NumPy's from one ``--seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def capture(device: torch.device) -> dict:
