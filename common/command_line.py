@@ -55,3 +55,23 @@ def option_parser(description: str, prog: str | None = None) -> argparse.Argumen
 def flag(name: str) -> str:
     """The command-line spelling of option ``name`` (``n_layers_D`` -> ``--n-layers-D``)."""
     return "--" + name.replace("_", "-")
+
+
+class _FormerSpelling(argparse.Action):
+    """A hidden former spelling of an option: notes the new one on stderr, then acts as it."""
+
+    def __init__(self, option_strings, dest, current: argparse.Action, **kwargs):
+        super().__init__(option_strings, dest, nargs=current.nargs, type=current.type, choices=current.choices,
+                         default=argparse.SUPPRESS, help=argparse.SUPPRESS, metavar=current.metavar)
+        self.current = current
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self.current.option_strings[0]
+        print(f"note: {option_string} is now spelled {new}", file=sys.stderr)
+        self.current(parser, namespace, values, new)
+
+
+def add_former_spelling(parser: argparse.ArgumentParser, current: argparse.Action, former: str) -> None:
+    """Accept ``former`` (hidden from --help) for the option ``current`` (what ``add_argument`` returned),
+    with a one-line note naming the current spelling."""
+    parser.add_argument(former, action=_FormerSpelling, dest=current.dest, current=current)
