@@ -20,8 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.dpc_xception71 import DPCXception71Config  # noqa: E402
-from eval.segmenters import Segmenter  # noqa: E402
+from eval.scorers.base import Segmenter  # noqa: E402
+from eval.scorers.dpc_xception71 import DPCXception71Config  # noqa: E402
+from eval.segmenters import build_segmenter  # noqa: E402
 
 
 def seconds_per_image(model: Segmenter, images: torch.Tensor, repeats: int) -> float:
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     images = torch.rand(1, 3, 1024, 2048) * 2 - 1
     rows = []
     for output_stride in args.output_strides:
-        model = Segmenter("dpc_xception71", DPCXception71Config(output_stride=output_stride)).eval()
+        model = build_segmenter("dpc_xception71", DPCXception71Config(output_stride=output_stride)).eval()
         for channels_last in (False, True):
             model.net.channels_last = channels_last
             layout = "channels-last (default)" if channels_last else "NCHW"

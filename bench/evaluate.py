@@ -155,8 +155,8 @@ def bench_fullres(frames: int, batch2_memory: bool) -> list[tuple]:
 def bench_caffemodel_import() -> list[tuple]:
     """Import of a full-size caffemodel (random weights, written here and deleted), packed vs unpacked floats;
     and the vectorised unpacked reader against one Python step per field on 1M floats."""
-    from eval.caffe_fcn8s import import_caffemodel
-    from eval.protobuf_wire import fields_with_arrays, iter_fields
+    from eval.scorers.caffe_fcn8s import import_caffemodel
+    from eval.scorers.protobuf_wire import fields_with_arrays, iter_fields
     from tests.caffemodel_writer import fcn8s_weights, unpacked_floats, write_caffemodel
     rows = []
     weights = fcn8s_weights(seed=0)

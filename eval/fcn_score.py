@@ -38,20 +38,10 @@ from data.cityscapes import NUM_CLASSES
 from data.images import image_header, read_rgb
 from eval import EvalError
 from eval.metrics import ConfusionMeter, FastHistMeter, fcn_scores
-from eval.segmenters import Segmenter
+from eval.scorers.base import Segmenter, from_uint8, to_uint8
 from common.amp import autocast
 
 PROTOCOLS = ("256", "fullres")
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8 (same shape), as they are written to PNG."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def from_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 @dataclass

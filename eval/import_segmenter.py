@@ -27,8 +27,8 @@ from eval.segmenters import save_segmenter
 
 # arch -> "module:function"; the function takes the source path and returns (Segmenter, metadata).
 IMPORTERS = {
-    "fcn8s_caffe": "eval.caffe_fcn8s:import_caffemodel",
-    "dpc_xception71": "eval.dpc_xception71:import_model_zoo",
+    "fcn8s_caffe": "eval.scorers.caffe_fcn8s:import_caffemodel",
+    "dpc_xception71": "eval.scorers.dpc_xception71:import_model_zoo",
 }
 
 

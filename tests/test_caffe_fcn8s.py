@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from eval import EvalError
-from eval.caffe_fcn8s import import_caffemodel
+from eval.scorers.caffe_fcn8s import import_caffemodel
 from eval.import_segmenter import main as import_main
 from eval.segmenters import build_segmenter, load_segmenter
 from tests.caffemodel_writer import caffemodel_bytes, fcn8s_weights, write_caffemodel

@@ -3,7 +3,7 @@ time) and across the forms a caffemodel can take."""
 import numpy as np
 import pytest
 
-from eval.caffemodel import CaffeModelError, read_blob, read_caffemodel, read_layers
+from eval.scorers.caffemodel import CaffeModelError, read_blob, read_caffemodel, read_layers
 from tests.caffemodel_writer import blob, bytes_field, caffemodel_bytes, layer
 
 

@@ -19,8 +19,8 @@ import torch
 import evaluate
 from eval import EvalError
 from eval import import_segmenter
-from eval.dpc_xception71 import (DPCXception71, DPCXception71Config, import_model_zoo,
-                                 read_frozen_graph, resize_align_corners)
+from eval.scorers.dpc_xception71 import DPCXception71, DPCXception71Config, import_model_zoo, resize_align_corners
+from eval.scorers.frozen_graph import read_frozen_graph
 from common.files import write_png
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eval.protobuf_wire import (ProtobufError, fields_by_number, iter_fields, packed_array, packed_varints,
+from eval.scorers.protobuf_wire import (ProtobufError, fields_by_number, iter_fields, packed_array, packed_varints,
                                 signed64, string)
 
 
@@ -50,7 +50,7 @@ def test_malformed_messages_raise(broken):
 
 
 def test_arrays_packed_unpacked_and_mixed_read_in_file_order():
-    from eval.protobuf_wire import fields_with_arrays
+    from eval.scorers.protobuf_wire import fields_with_arrays
     values = np.arange(10, dtype="<f4") * 1.5 - 3
     doubles = np.array([0.25, -7.0], dtype="<f8")
     unpacked = b"".join(bytes([0x2D]) + np.float32(v).tobytes() for v in values[:6])  # field 5, fixed32
@@ -65,7 +65,7 @@ def test_arrays_packed_unpacked_and_mixed_read_in_file_order():
 
 
 def test_a_run_of_unpacked_floats_ends_where_another_field_starts():
-    from eval.protobuf_wire import fields_with_arrays
+    from eval.scorers.protobuf_wire import fields_with_arrays
     rng = np.random.default_rng(0)
     values = rng.standard_normal(100_000).astype("<f4")
     records = np.empty((values.size, 5), np.uint8)

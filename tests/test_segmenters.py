@@ -1,52 +1,17 @@
-"""Segmenters: FCN-8s topology and size, DeepLabV3+ Xception-71 config, registry, save / load errors."""
+"""Segmenters: input handling, DeepLabV3+ Xception-71 config, registry, save / load errors."""
 import pytest
 import torch
 from torch import nn
 
 from eval import EvalError
 from eval import segmenters as seg
-from eval.segmenters import (FCN8s, FCN8sConfig, build_segmenter, load_segmenter, save_segmenter,
-                             segmenter_metadata)
+from eval.scorers import deeplabv3plus
+from eval.segmenters import build_segmenter, load_segmenter, save_segmenter, segmenter_metadata
 from common.checkpoint import CheckpointError, save_atomic
 
 TINY_FCN = {"width_mult": 1 / 16}
 TINY_DEEPLAB = {"encoder": "mobilenetv3_small_050", "decoder_channels": 16}
 NAMES = [f"c{i}" for i in range(19)]
-
-
-def test_full_fcn8s_has_the_vgg16_fcn8s_parameter_count():
-    # VGG16 convolutions + fc6 (7x7) + fc7 + three score layers + three bias-free upsamplings, 19 classes.
-    vgg_convs = 14_714_688
-    fc6 = 512 * 7 * 7 * 4096 + 4096
-    fc7 = 4096 * 4096 + 4096
-    scores = (4096 + 1) * 19 + (512 + 1) * 19 + (256 + 1) * 19
-    upsampling = 19 * 19 * (4 * 4 + 4 * 4 + 16 * 16)
-    net = FCN8s(19, FCN8sConfig())
-    assert sum(p.numel() for p in net.parameters()) == vgg_convs + fc6 + fc7 + scores + upsampling
-
-
-def test_fcn8s_skip_topology_and_strides():
-    net = FCN8s(19, FCN8sConfig(width_mult=1 / 16)).eval()
-    x = torch.randn(1, 3, 64, 96)
-    pool3 = net.to_pool3(x)
-    pool4 = net.to_pool4(pool3)
-    pool5 = net.to_pool5(pool4)
-    assert pool3.shape[-2:] == (8, 12) and pool4.shape[-2:] == (4, 6) and pool5.shape[-2:] == (2, 3)
-    assert net.upscore2.stride == (2, 2) and net.upscore_pool4.stride == (2, 2) and net.upscore8.stride == (8, 8)
-    assert net(x).shape == (1, 19, 64, 96)
-
-
-def test_upsampling_starts_as_bilinear_interpolation():
-    up = seg._upsample(2, 8)
-    x = torch.rand(1, 2, 5, 5)
-    y = up(x)
-    assert y.shape == (1, 2, 40, 40)
-    constant = up(torch.ones(1, 2, 5, 5))
-    assert torch.allclose(constant[..., 8:-8, 8:-8], torch.ones(1, 2, 24, 24))  # interior keeps a constant
-    # each output channel depends only on its own input channel
-    x2 = x.clone()
-    x2[:, 1] = 0
-    assert torch.equal(up(x2)[:, 0], y[:, 0])
 
 
 def test_segmenter_pads_odd_sizes_and_predicts_at_any_size():
@@ -64,7 +29,7 @@ def test_deeplab_registry_entry_is_xception71_at_output_stride_16():
     model = build_segmenter("deeplabv3plus_xception71", TINY_DEEPLAB).eval()
     assert model.display_name == "DeepLabV3+ (mobilenetv3_small_050 encoder, decoder 16)"  # honest name
     assert model(torch.rand(1, 3, 64, 64) * 2 - 1).shape == (1, 19, 64, 64)
-    assert seg._deeplab_name(config) == "DeepLabV3+ Xception-71"
+    assert deeplabv3plus.display_name(config) == "DeepLabV3+ Xception-71"
 
 
 def _save(tmp_path, arch, config, name=None):
@@ -147,37 +112,3 @@ def test_a_third_segmenter_is_one_registry_entry(tmp_path, monkeypatch):
 def test_unknown_config_field_is_an_error():
     with pytest.raises(EvalError, match="unknown config field"):
         build_segmenter("fcn8s", {"depth": 3})
-
-
-def test_imagenet_encoder_weights_come_from_the_local_cache(tmp_path, monkeypatch):
-    timm = pytest.importorskip("timm")
-    from safetensors.torch import save_file
-
-    import huggingface_hub.constants as hub_constants
-    encoder = TINY_DEEPLAB["encoder"]
-    repo_id = timm.models.get_pretrained_cfg(encoder).hf_hub_id
-    torch.manual_seed(3)
-    imagenet = timm.create_model(encoder)  # stands in for the downloaded ImageNet weights
-    snapshot = tmp_path / f"models--{repo_id.replace('/', '--')}" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in imagenet.state_dict().items()}, snapshot / "model.safetensors")
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("abc")
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(seg, "_reachable", lambda host, timeout=3.0: pytest.fail("must not go online"))
-
-    model = build_segmenter("deeplabv3plus_xception71", TINY_DEEPLAB)
-    note = model.load_imagenet(allow_download=False)
-    assert note == f"timm ImageNet weights {repo_id}"
-    loaded = model.net.model.encoder.state_dict()
-    stem = next(k for k in loaded if k.endswith("conv_stem.weight"))
-    assert torch.equal(loaded[stem], imagenet.state_dict()["conv_stem.weight"])
-
-
-def test_no_imagenet_weights_offline_means_from_scratch(tmp_path, monkeypatch):
-    import huggingface_hub.constants as hub_constants
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(seg, "_reachable", lambda host, timeout=3.0: False)
-    assert build_segmenter("deeplabv3plus_xception71", TINY_DEEPLAB).load_imagenet(allow_download=True) is None
-    assert FCN8s(19, FCN8sConfig()).load_imagenet(allow_download=True) is None

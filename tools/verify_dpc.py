@@ -271,7 +271,7 @@ def compare(segmenter_path: Path, images_path: Path, tf_outputs_path: Path) -> d
     import torch
 
     sys.path.insert(0, str(ROOT))  # this checkout's project, whatever else is installed
-    from eval.fcn_score import from_uint8
+    from eval.scorers.base import from_uint8
     from eval.segmenters import load_segmenter
 
     torch.set_num_threads(2)

@@ -14,22 +14,28 @@ The network is the reference's ``scripts/eval_cityscapes/caffemodel/deploy.proto
 Scores come out at the input size for any input size. The 20th channel is no Cityscapes class; the
 scoring counts a pixel predicted as it as an error for the pixel's true class.
 
-``import_caffemodel(path)`` reads the weights straight from the caffemodel (:mod:`eval.caffemodel`) and
-returns our :class:`eval.segmenters.Segmenter` with its metadata; ``python -m eval.import_segmenter
+``import_caffemodel(path)`` reads the weights straight from the caffemodel (:mod:`eval.scorers.caffemodel`)
+and returns our :class:`eval.scorers.base.Segmenter` with its metadata; ``python -m eval.import_segmenter
 fcn8s_caffe fcn-8s-cityscapes.caffemodel --out OUT.pt`` saves it.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.cityscapes import CLASS_NAMES
 from eval import EvalError
+from eval.scorers.base import Segmenter
+from eval.scorers.caffemodel import CaffeModelError, read_caffemodel
 
+ARCH = "fcn8s_caffe"
+IMPORT_COMMAND = (f"python -m eval.import_segmenter {ARCH} fcn-8s-cityscapes.caffemodel "
+                  f"--out checkpoints/segmenters/{ARCH}.pt")
 NUM_OUTPUTS = 20                                # 19 Cityscapes classes + one more channel
 MEAN_BGR = (72.78044, 83.21195, 73.45286)       # subtracted from B, G, R in 0-255
 DISPLAY_NAME = "FCN-8s (pix2pix Caffe)"
@@ -198,9 +204,6 @@ def import_caffemodel(source: Path):
     Raises EvalError with one line naming the file (and the layer) when it is not a caffemodel, lacks a
     layer of the deploy net or holds a blob of another shape.
     """
-    from eval.caffemodel import CaffeModelError, read_caffemodel
-    from eval.segmenters import Segmenter
-
     source = Path(source)
     try:
         layers, data = read_caffemodel(source)
@@ -210,19 +213,17 @@ def import_caffemodel(source: Path):
         raise EvalError(f"{source}: cannot read ({exc.strerror or exc})") from None
     config = config_from_layers(layers, source)
     state = state_from_layers(layers, config, source)
-    model = Segmenter("fcn8s_caffe", config, NUM_OUTPUTS)
-    model.net.load_state_dict(state)
+    net = CaffeFCN8s(NUM_OUTPUTS, config)
+    net.load_state_dict(state)
+    model = Segmenter(ARCH, config, net, display_name(config), NUM_OUTPUTS)
     metadata = caffe_metadata(model, source, data)
     return model.eval(), metadata
 
 
 def caffe_metadata(model, source: Path, data: bytes | bytearray) -> dict:
     """The description saved with the imported network."""
-    from dataclasses import asdict
-
-    from data.cityscapes import CLASS_NAMES
     return {
-        "arch": "fcn8s_caffe",
+        "arch": ARCH,
         "display_name": display_name(model.config),
         "config": asdict(model.config),
         "num_classes": NUM_OUTPUTS,

@@ -3,7 +3,7 @@
 The paper scores Table 3 with DeepLab's model-zoo network ``deeplab_cityscapes_xception71_trainfine``
 (tensorflow/models, ``research/deeplab/g3doc/model_zoo.md``; 80.31% Cityscapes val mIoU). That network
 exists only as a TensorFlow frozen graph; this module rebuilds it layer for layer and reads its
-weights from ``frozen_inference_graph.pb`` without TensorFlow:
+weights from ``frozen_inference_graph.pb`` without TensorFlow (:mod:`eval.scorers.frozen_graph`):
 
 * **backbone** - Xception-71 as DeepLab builds it (``core/xception.py``): two 3x3 root convolutions
   (stride 2, then 1), then Xception units of three separable convolutions (depthwise 3x3 -> batch
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,9 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.files import file_sha256
-from data.cityscapes import NUM_CLASSES
+from data.cityscapes import CLASS_NAMES, NUM_CLASSES
 from eval import EvalError
-from eval.protobuf_wire import ProtobufError, fields_by_number, signed64, string
+from eval.scorers.base import Segmenter, to_uint8
+from eval.scorers.frozen_graph import FrozenGraph, read_frozen_graph
+from eval.scorers.protobuf_wire import ProtobufError
 
 ARCH = "dpc_xception71"
 GRAPH_FILE = "frozen_inference_graph.pb"
@@ -288,8 +289,6 @@ class DPCXception71(nn.Module):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] [N, 3, h, w] -> the backbone's input [N, 3, crop_h, crop_w]: quantised to
         uint8 as our PNGs are, padded bottom/right with the mean pixel, mapped to [-1, 1]."""
-        from eval.fcn_score import to_uint8  # (eval.fcn_score imports the segmenters, so not at the top)
-
         (h, w), (crop_h, crop_w) = images.shape[-2:], self.config.crop_size
         if h > crop_h or w > crop_w:
             raise EvalError(f"dpc_xception71: image of {h}x{w} is larger than the {crop_h}x{crop_w} crop the "
@@ -325,76 +324,13 @@ class DPCXception71(nn.Module):
         return names
 
 
-# ------------------------------------------------------------------------------ frozen graphs
-DT_FLOAT = 1
+# ------------------------------------------------------------------------------------- import
 VARIABLE_SUFFIXES = ("/weights", "/depthwise_weights", "/biases", "/BatchNorm/gamma", "/BatchNorm/beta",
                      "/BatchNorm/moving_mean", "/BatchNorm/moving_variance")
 # Ops that would mean a different network than the one built here (bounded activations, quantisation,
 # image pooling / squeeze-excitation, flipped inputs).
 UNSUPPORTED_OPS = ("Relu6", "FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsPerChannel", "AvgPool",
                    "Sigmoid", "ReverseV2")
-
-
-@dataclass
-class FrozenGraph:
-    """What the importer needs of a TensorFlow ``GraphDef``: float constants by node name, how many
-    nodes of each op type it has, and the ``_output_shapes`` recorded for the logits node."""
-    constants: dict[str, np.ndarray]
-    op_counts: Counter
-    logits_shape: list[int] | None
-
-
-def _tensor_shape(payload) -> list[int]:
-    """TensorShapeProto {repeated Dim dim = 2 {int64 size = 1}} -> sizes (-1 unknown)."""
-    return [signed64(fields_by_number(dim).get(1, [0])[0]) for dim in fields_by_number(payload).get(2, [])]
-
-
-def _float_tensor(payload) -> np.ndarray | None:
-    """A TensorProto's values as float32 [shape], or None if it does not hold floats.
-
-    TensorProto: dtype = 1, tensor_shape = 2, tensor_content = 4 (raw little-endian bytes), float_val = 5
-    (packed or not; fewer values than the shape repeat the last one, none means zeros).
-    """
-    fields = fields_by_number(payload)
-    if fields.get(1, [0])[0] != DT_FLOAT:
-        return None
-    shape = _tensor_shape(fields[2][0]) if 2 in fields else []
-    count = int(np.prod(shape)) if shape else 1
-    if 4 in fields:
-        values = np.frombuffer(fields[4][0], dtype="<f4")
-    else:
-        values = np.frombuffer(b"".join(bytes(v) for v in fields.get(5, [])), dtype="<f4")
-        if 0 < len(values) < count:
-            values = np.concatenate([values, np.full(count - len(values), values[-1], "<f4")])
-        elif len(values) == 0:
-            values = np.zeros(count, "<f4")
-    if len(values) != count:
-        raise ProtobufError(f"tensor of shape {shape} holds {len(values)} values")
-    return values.reshape(shape)
-
-
-def read_frozen_graph(data: bytes) -> FrozenGraph:
-    """Parse a ``GraphDef`` (node = 1; NodeDef: name = 1, op = 2, attr = 5 as map entries key = 1,
-    value = 2; AttrValue: list = 1 (ListValue.shape = 7), tensor = 8)."""
-    constants, op_counts, logits_shape = {}, Counter(), None
-    for node in fields_by_number(data).get(1, []):
-        fields = fields_by_number(node)
-        name, op = string(fields.get(1, [b""])[0]), string(fields.get(2, [b""])[0])
-        op_counts[op] += 1
-        if op != "Const" and name != "logits/semantic/BiasAdd":
-            continue
-        for entry in fields.get(5, []):
-            entry = fields_by_number(entry)
-            key, value = string(entry.get(1, [b""])[0]), fields_by_number(entry.get(2, [b""])[0])
-            if op == "Const" and key == "value" and 8 in value:
-                tensor = _float_tensor(value[8][0])
-                if tensor is not None:
-                    constants[name] = tensor
-            elif key == "_output_shapes" and 1 in value:
-                shapes = fields_by_number(value[1][0]).get(7, [])
-                if shapes:
-                    logits_shape = _tensor_shape(shapes[0])
-    return FrozenGraph(constants, op_counts, logits_shape)
 
 
 def _graph_bytes(source: Path) -> tuple[bytes, str]:
@@ -428,7 +364,7 @@ def _output_stride(graph: FrozenGraph, where: str) -> int:
 def _crop_size(graph: FrozenGraph, where: str) -> tuple[int, int]:
     """The evaluation crop: from the logits' recorded shape [1, h, w, 19] (h = (crop - 1) / 4 + 1), else
     the Cityscapes default 1025x2049."""
-    shape = graph.logits_shape
+    shape = graph.output_shape
     if not shape or len(shape) != 4 or min(shape[1:3]) <= 0:
         return DPCXception71Config.crop_size
     if shape[3] != NUM_CLASSES:
@@ -471,11 +407,19 @@ def import_model_zoo(source: Path, width_mult: float = 1.0):
     The output stride is read from the graph (its number of dilated-convolution ops), the crop from
     the logits' recorded shape. ``width_mult`` < 1 is for small test graphs only.
     """
-    from data.cityscapes import CLASS_NAMES
-    from eval.segmenters import Segmenter
-
     source = Path(source)
     data, where = _graph_bytes(source)
+    graph = _read_graph(data, where)
+    config = DPCXception71Config(output_stride=_output_stride(graph, where), crop_size=_crop_size(graph, where),
+                                 width_mult=width_mult)
+    net = DPCXception71(NUM_CLASSES, config)
+    load_tf_variables(net, graph.constants, where)
+    model = Segmenter(ARCH, config, net, display_name(config), NUM_CLASSES).eval()
+    return model, _metadata(model, source, data, where, graph)
+
+
+def _read_graph(data: bytes, where: str) -> FrozenGraph:
+    """The frozen graph, checked to hold weights and none of the ops of another network."""
     try:
         graph = read_frozen_graph(data)
     except ProtobufError as exc:
@@ -486,13 +430,13 @@ def import_model_zoo(source: Path, width_mult: float = 1.0):
     if unsupported:
         raise EvalError(f"{where}: unsupported op {unsupported[0]} in the graph; this is not the DPC "
                         f"Xception-71 Cityscapes network")
-    config = DPCXception71Config(output_stride=_output_stride(graph, where), crop_size=_crop_size(graph, where),
-                                 width_mult=width_mult)
-    model = Segmenter(ARCH, config, NUM_CLASSES)
-    load_tf_variables(model.net, graph.constants, where)
-    model.eval()
-    file_sha = file_sha256(source) if source.is_file() else None
-    metadata = {
+    return graph
+
+
+def _metadata(model: Segmenter, source: Path, data: bytes, where: str, graph: FrozenGraph) -> dict:
+    """The description saved with the imported network."""
+    config = model.config
+    return {
         "arch": ARCH,
         "display_name": model.display_name,
         "config": asdict(config),
@@ -511,8 +455,7 @@ def import_model_zoo(source: Path, width_mult: float = 1.0):
         "provenance": f"DeepLab's model-zoo network, imported from {source.name}",
         "val_scores": None,
         "training": {},
-        "source": {"file": source.name, "sha256": file_sha, "graph": where.split(":")[-1],
-                   "graph_sha256": hashlib.sha256(data).hexdigest(),
+        "source": {"file": source.name, "sha256": file_sha256(source) if source.is_file() else None,
+                   "graph": where.split(":")[-1], "graph_sha256": hashlib.sha256(data).hexdigest(),
                    "space_to_batch_ops": graph.op_counts.get("SpaceToBatchND", 0)},
     }
-    return model, metadata

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.protobuf_wire import (ProtobufError, fields_by_number, fields_with_arrays, iter_fields, packed_varints,
-                                signed64, string)
+from eval.scorers.protobuf_wire import (ProtobufError, fields_by_number, fields_with_arrays, iter_fields,
+                                        packed_varints, signed64, string)
 
 LAYER, V1_LAYERS = 100, 2
 # V1LayerParameter.LayerType numbers of the layer types that hold weights, as LayerParameter names them.
