@@ -8,7 +8,8 @@
 3. the pix2pix protocol (``--protocol fullres``) with pix2pix's Caffe FCN-8s (``fcn8s_caffe``, full-size
    random weights): one 256x256 image upsampled to 2048x1024, segmented and scored, in frames/s and
    peak memory (a fresh process per row), against our FCN-8s run at the same size; and importing a
-   full-size caffemodel (written here, about 538 MB) with packed and with unpacked floats.
+   full-size caffemodel (the network's random weights written here, about 538 MB) with packed and with
+   unpacked floats.
 
 Medians over ``--repeats`` (``--metric-repeats``) runs.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,6 +32,9 @@ from peak_memory import peak_memory_growth_mb  # noqa: E402
 from eval.fcn_score import (generate_images, open_eval_set, score_batches, score_folder,  # noqa: E402
                             upsample_like_imresize)
 from eval.metrics import ConfusionMeter  # noqa: E402
+from eval.scorers.caffe_fcn8s import CaffeFCN8s, import_caffemodel  # noqa: E402
+from eval.scorers.caffemodel import encode_blob, encode_layer  # noqa: E402
+from eval.scorers.protobuf_wire import fields_with_arrays, iter_fields, unpacked_floats  # noqa: E402
 from eval.segmenters import build_segmenter  # noqa: E402
 from gan.networks import build_generator  # noqa: E402
 
@@ -152,23 +157,33 @@ def bench_fullres(frames: int, batch2_memory: bool) -> list[tuple]:
     return rows
 
 
+def write_fcn8s_caffemodel(path: Path, net: CaffeFCN8s, packed: bool) -> Path:
+    """``net``'s weights as pix2pix's caffemodel holds them: one layer per convolution, floats packed or
+    one field per float."""
+    with open(path, "wb") as f:
+        for name, module in net.named_children():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+                kind = "Deconvolution" if isinstance(module, nn.ConvTranspose2d) else "Convolution"
+                blobs = [encode_blob(p.detach().numpy(), packed=packed) for p in module.parameters()]
+                f.write(encode_layer(name, kind, blobs))
+    return path
+
+
 def bench_caffemodel_import() -> list[tuple]:
     """Import of a full-size caffemodel (random weights, written here and deleted), packed vs unpacked floats;
     and the vectorised unpacked reader against one Python step per field on 1M floats."""
-    from eval.scorers.caffe_fcn8s import import_caffemodel
-    from eval.scorers.protobuf_wire import fields_with_arrays, iter_fields
-    from tests.caffemodel_writer import fcn8s_weights, unpacked_floats, write_caffemodel
     rows = []
-    weights = fcn8s_weights(seed=0)
+    torch.manual_seed(0)
+    net = build_segmenter("fcn8s_caffe", num_classes=20).net
     with tempfile.TemporaryDirectory() as tmp:
         for packed in (True, False):
-            path = write_caffemodel(Path(tmp) / "fcn-8s.caffemodel", weights, packed=packed)
+            path = write_fcn8s_caffemodel(Path(tmp) / "fcn-8s.caffemodel", net, packed)
             size = path.stat().st_size
             seconds = median_time(lambda: import_caffemodel(path), 1)
             rows.append((f"import full-size caffemodel, {'packed' if packed else 'unpacked'} floats "
                          f"({size / 1e6:.0f} MB)", seconds))
             path.unlink()
-    del weights
+    del net
     blob = unpacked_floats(5, np.random.default_rng(0).random(1_000_000, dtype=np.float32))
     loop = median_time(lambda: [value for _, _, value in iter_fields(blob)], 3)
     vectorised = median_time(lambda: fields_with_arrays(blob, {5: "<f4"}), 3)

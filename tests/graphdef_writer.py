@@ -8,26 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from eval.scorers.protobuf_wire import bytes_field, varint_field
+
 DT_FLOAT, DT_INT32 = 1, 3
-
-
-def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1          # negative int64 -> ten-byte two's complement
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def varint_field(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def bytes_field(number: int, payload: bytes | str) -> bytes:
-    payload = payload.encode() if isinstance(payload, str) else payload
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def tensor_shape(shape) -> bytes:

@@ -3,8 +3,9 @@ time) and across the forms a caffemodel can take."""
 import numpy as np
 import pytest
 
-from eval.scorers.caffemodel import CaffeModelError, read_blob, read_caffemodel, read_layers
-from tests.caffemodel_writer import blob, bytes_field, caffemodel_bytes, layer
+from eval.scorers.caffemodel import CaffeModelError, encode_blob, encode_layer, read_blob, read_caffemodel, read_layers
+from eval.scorers.protobuf_wire import bytes_field
+from tests.caffemodel_writer import caffemodel_bytes
 
 
 def caffe_messages():
@@ -71,18 +72,18 @@ def test_reads_what_the_protobuf_package_writes():
     assert layers["score_fr"].blobs[0].shape == (1, 1, 1, 4)
 
 
-def test_the_test_writer_agrees_with_the_protobuf_package():
-    """tests/caffemodel_writer.py (used by the other tests) encodes what the package parses back."""
+def test_the_writer_agrees_with_the_protobuf_package():
+    """The writer (used by the tests and benchmarks) encodes what the package parses back."""
     messages = caffe_messages()
     array = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 5
     for form in ({"shape_form": "shape", "packed": True}, {"shape_form": "legacy", "packed": False}):
-        parsed = messages["BlobProto"].FromString(blob(array, **form))
+        parsed = messages["BlobProto"].FromString(encode_blob(array, **form))
         np.testing.assert_array_equal(np.array(parsed.data, np.float32), array.ravel())
         shape = tuple(parsed.shape.dim) if form["shape_form"] == "shape" else \
             (parsed.num, parsed.channels, parsed.height, parsed.width)
         assert shape == (array.shape if form["shape_form"] == "shape" else (1, 2, 3, 4))
-    net = messages["NetParameter"].FromString(layer("a", "Convolution", [blob(array)]) +
-                                              layer("b", "Deconvolution", [blob(array)], legacy=True))
+    net = messages["NetParameter"].FromString(encode_layer("a", "Convolution", [encode_blob(array)]) +
+                                              encode_layer("b", "Deconvolution", [encode_blob(array)], legacy=True))
     assert net.layer[0].name == "a" and net.layer[0].type == "Convolution"
     assert net.layers[0].name == "b" and net.layers[0].type == 39
 
@@ -114,7 +115,7 @@ def test_not_a_caffemodel(tmp_path):
     with pytest.raises(CaffeModelError, match="not a readable caffemodel"):
         read_caffemodel(cut)
     empty = tmp_path / "empty.caffemodel"
-    empty.write_bytes(layer("relu", "ReLU", []))
+    empty.write_bytes(encode_layer("relu", "ReLU", []))
     with pytest.raises(CaffeModelError, match="no layer holds weights"):
         read_caffemodel(empty)
     five_values_shape_2x3 = bytes_field(5, np.ones(5, "<f4").tobytes()) + bytes_field(7, bytes_field(1, b"\x02\x03"))

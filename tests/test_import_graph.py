@@ -1,4 +1,5 @@
-"""The project's modules import each other without a cycle, counting imports placed inside functions."""
+"""The project's modules import each other without a cycle, counting imports placed inside functions;
+and bench/ uses no helper of tests/."""
 import ast
 from pathlib import Path
 
@@ -81,3 +82,8 @@ def test_find_cycles_sees_a_cycle_through_a_function_level_import(tmp_path):
     (tmp_path / "eval" / "b.py").write_text("def f():\n    from eval.a import g\n")
     assert find_cycles(import_graph(tmp_path)) == [["eval.a", "eval.b", "eval.a"]]
 
+
+def test_bench_imports_nothing_from_tests():
+    for path in sorted((REPO / "bench").glob("*.py")):
+        names = imported_names(path, path.stem)
+        assert not [n for n in names if n == "tests" or n.startswith("tests.")], path

@@ -10,6 +10,9 @@ are read:
 * ``BlobProto``: ``shape = 7`` (``BlobShape``: ``dim = 1``, int64), or the legacy 4-D
   ``num = 1, channels = 2, height = 3, width = 4``; values in ``data = 5`` (float) or ``double_data = 8``,
   packed or not.
+
+:func:`encode_layer` and :func:`encode_blob` write the same messages in each of these forms (for
+caffemodels built in memory by the tests and benchmarks).
 """
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.scorers.protobuf_wire import (ProtobufError, fields_by_number, fields_with_arrays, iter_fields,
-                                        packed_varints, signed64, string)
+from eval.scorers.protobuf_wire import (ProtobufError, bytes_field, fields_by_number, fields_with_arrays,
+                                        iter_fields, packed_varints, signed64, string, unpacked_floats, varint,
+                                        varint_field)
 
 LAYER, V1_LAYERS = 100, 2
-# V1LayerParameter.LayerType numbers of the layer types that hold weights, as LayerParameter names them.
-V1_TYPES = {4: "Convolution", 39: "Deconvolution", 14: "InnerProduct", 0: "None"}
+# V1LayerParameter.LayerType numbers of the layer types that hold weights (and of the weightless ReLU and
+# Pooling, for writing), as LayerParameter names them.
+V1_TYPES = {4: "Convolution", 39: "Deconvolution", 14: "InnerProduct", 0: "None", 18: "ReLU", 17: "Pooling"}
 # BlobProto fields whose values are repeated numbers: data, diff, double_data, double_diff.
 BLOB_ARRAYS = {5: "<f4", 6: "<f4", 8: "<f8", 9: "<f8"}
 
@@ -116,3 +121,31 @@ def read_caffemodel(path: str | Path) -> tuple[dict[str, CaffeLayer], bytearray]
     if not layers:
         raise CaffeModelError("not a caffemodel: no layer holds weights")
     return layers, data
+
+
+# -------------------------------------------------------------------------------------- writing
+def encode_blob(array: np.ndarray, shape_form: str = "shape", packed: bool = True) -> bytes:
+    """A BlobProto of float32 values. ``shape_form``: "shape" (BlobShape, field 7) or "legacy"
+    (num/channels/height/width, the shape right-aligned in 4 dims); ``packed`` False writes one field per
+    value."""
+    array = np.asarray(array, dtype="<f4")
+    if shape_form == "shape":
+        header = b""
+        trailer = bytes_field(7, bytes_field(1, b"".join(varint(d) for d in array.shape)))  # dim, packed
+    else:
+        legacy = (1,) * (4 - array.ndim) + array.shape
+        header = b"".join(varint_field(number, d) for number, d in zip((1, 2, 3, 4), legacy))
+        trailer = b""
+    data = bytes_field(5, array.tobytes()) if packed else unpacked_floats(5, array)
+    return header + data + trailer  # the order Caffe writes: num..width, data, shape
+
+
+def encode_layer(name: str, kind: str, blobs: list[bytes], legacy: bool = False) -> bytes:
+    """A ``layer`` field (LayerParameter, the type as a string) or, with ``legacy``, a ``layers`` field
+    (V1LayerParameter, the type as an enum) of a NetParameter, holding the encoded ``blobs``."""
+    if legacy:
+        code = {text: number for number, text in V1_TYPES.items()}[kind]
+        body = bytes_field(4, name) + varint_field(5, code) + b"".join(bytes_field(6, b) for b in blobs)
+        return bytes_field(V1_LAYERS, body)
+    body = bytes_field(1, name) + bytes_field(2, kind) + b"".join(bytes_field(7, b) for b in blobs)
+    return bytes_field(LAYER, body)

@@ -167,3 +167,35 @@ def fields_with_arrays(buf: bytes | memoryview, arrays: dict[int, str]) -> tuple
     values = {number: parts[0] if len(parts) == 1 else np.concatenate(parts)
               for number, parts in chunks.items() if parts}
     return fields, values
+
+
+# -------------------------------------------------------------------------------------- writing
+# The inverse, for messages built in memory (the tests' and benchmarks' caffemodels and graphs).
+def varint(value: int) -> bytes:
+    """``value`` as a varint (a negative int64 as ten bytes of two's complement)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def varint_field(number: int, value: int) -> bytes:
+    return varint(number << 3 | VARINT) + varint(value)
+
+
+def bytes_field(number: int, payload: bytes | str) -> bytes:
+    """A length-delimited field: bytes, a sub-message, or a string (written as UTF-8)."""
+    payload = payload.encode() if isinstance(payload, str) else payload
+    return varint(number << 3 | LENGTH_DELIMITED) + varint(len(payload)) + payload
+
+
+def unpacked_floats(number: int, values: np.ndarray) -> bytes:
+    """One fixed32 field per value (a one-byte key + 4 bytes, ``number`` < 16), built with numpy."""
+    values = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
+    records = np.empty((values.size, 5), dtype=np.uint8)
+    records[:, 0] = number << 3 | FIXED32
+    records[:, 1:] = values.view(np.uint8).reshape(-1, 4)
+    return records.tobytes()
