@@ -161,13 +161,13 @@ def load_segmenter(path: str | os.PathLike, arch: str | None = None,
     if bad:
         raise EvalError(f"{path}: the segmenter holds non-finite values ({describe_names(bad)}); its training "
                         f"diverged and it cannot score anything")
-    config = make_config(meta["arch"], meta.get("config"))
-    normalization = meta.get("normalization") or {}
-    model = build_segmenter(meta["arch"], config, meta["num_classes"], input_size=meta.get("train_resolution"),
+    config = make_config(meta["arch"], meta["config"])
+    normalization = meta["normalization"]  # an original scorer's own input handling has no mean/std
+    model = build_segmenter(meta["arch"], config, meta["num_classes"], input_size=meta["train_resolution"],
                             mean=normalization.get("mean", IMAGENET_MEAN), std=normalization.get("std", IMAGENET_STD))
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise EvalError(f"{path}: weights do not fit a {meta['arch']} segmenter with config {meta.get('config')} ({first})") from exc
+        raise EvalError(f"{path}: weights do not fit a {meta['arch']} segmenter with config {meta['config']} ({first})") from exc
     return model.to(device).eval(), meta

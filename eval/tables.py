@@ -113,13 +113,13 @@ def score_sources(arch: str, model, sources: list[ImageSource], evalsets: dict[P
 def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> dict:
     """Scores of the real photos and of every image set under one segmenter, and its table rows."""
     per_source, gt = score_sources(arch, model, sources, evalsets, args, device, amp)
-    name = meta.get("display_name", model.display_name)
+    name = meta["display_name"]
     table = PAPER_TABLES.get(arch, "Table")
     title = f"{table}: FCN-scores by {name} ({'; '.join(table_notes(arch, meta, evalsets, args))})"
     return {"arch": arch, "table": table, "title": title, "footnotes": scoring_footnotes(per_source, gt),
-            "display_name": name, "checkpoint": str(path), "config": meta.get("config"),
-            "trained_on": meta.get("trained_on"), "train_resolution": meta.get("train_resolution"),
-            "own_val_scores": meta.get("val_scores"), "rows": table_rows(per_source, gt),
+            "display_name": name, "checkpoint": str(path), "config": meta["config"],
+            "trained_on": meta["trained_on"], "train_resolution": meta["train_resolution"],
+            "own_val_scores": meta["val_scores"], "rows": table_rows(per_source, gt),
             "image_sets": per_source, "ground_truth": gt}
 
 
@@ -130,7 +130,7 @@ def table_notes(arch: str, meta: dict, evalsets: dict[Path, EvalSet], args) -> l
     protocol = f"protocol {args.protocol}" + ("" if args.protocol == "fullres" else
                                               f" ({', '.join(f'{s}x{s}' for s in sizes)})")
     origin = meta.get("provenance") or (f"imported from {meta['source']['file']}" if "source" in meta else
-                                        f"trained by us on {meta['trained_on'].get('name', '?')}")
+                                        f"trained by us on {meta['trained_on']['name']}")
     notes += [origin, protocol, ", ".join(f"{len(e)} val frames" for e in evalsets.values())]
     notes += ["pix2pix's fast_hist"] if args.fast_hist else []
     return notes
