@@ -1,5 +1,5 @@
 """The project's modules import each other without a cycle, counting imports placed inside functions;
-and bench/ uses no helper of tests/."""
+the scorers import nothing of eval but its error; bench/ uses no helper of tests/."""
 import ast
 from pathlib import Path
 
@@ -87,3 +87,11 @@ def test_bench_imports_nothing_from_tests():
     for path in sorted((REPO / "bench").glob("*.py")):
         names = imported_names(path, path.stem)
         assert not [n for n in names if n == "tests" or n.startswith("tests.")], path
+
+
+def test_the_scorers_import_nothing_of_eval_but_its_error():
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith("eval.scorers"):
+            outside = [t for t in targets if t.startswith("eval") and t != "eval" and not t.startswith("eval.scorers")]
+            assert not outside, f"{name} imports {outside}"

@@ -10,6 +10,6 @@
 * the file formats they read: :mod:`~eval.scorers.protobuf_wire` (the protobuf wire format),
   :mod:`~eval.scorers.caffemodel` (Caffe weights) and :mod:`~eval.scorers.frozen_graph` (TensorFlow graphs).
 
-Each architecture imports only the base, the readers and :mod:`data.cityscapes`; the registry that names
-them, and saving and loading segmenter files, are :mod:`eval.segmenters`.
+Nothing here imports the rest of :mod:`eval` (only its ``EvalError``): the registry that names the
+architectures, and saving and loading segmenter files, are :mod:`eval.segmenters`, which imports them.
 """
