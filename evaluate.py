@@ -93,8 +93,8 @@ def validate(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise EvalError(f"{flag(name)} must be >= 1, got {value}")
-    if args.seed < 0:
-        raise EvalError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**31:
+        raise EvalError(f"--seed must be in [0, 2^31), got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise EvalError(f"--out {args.out}: exists and is not a folder")
     check_device_name(args.device)

@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def work() -> str:
+        if not 0 <= args.seed < 2**31:
+            raise DataError(f"--seed must be in [0, 2^31), got {args.seed}")
         root = generate(args.out, args.train_frames, args.val_frames, seed=args.seed, size=args.size,
                         overwrite=args.overwrite, show_progress=True)
         return (f"wrote {args.train_frames} train / {args.val_frames} val synthetic frames to {root} (pix2pix layout) and "

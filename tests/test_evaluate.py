@@ -350,6 +350,7 @@ def test_device_cuda_n_is_a_device_name_with_the_error_train_py_gives(evaluated,
     (["--figure-frames", "-2"], "--figure-frames"),
     (["--out", "FILE"], "exists and is not a folder"),
     (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
+    (["--seed", "-1"], "--seed must be in [0, 2^31), got -1"),
 ])
 def test_every_option_is_checked_before_any_work(evaluated, tmp_path, capsys, extra, message):
     a_file = tmp_path / "results.txt"

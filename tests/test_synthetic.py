@@ -183,6 +183,8 @@ def test_command_line(tmp_path):
     assert len(AlignedDataset(tmp_path / "pix2pix", "train", load_size=36, crop_size=32)) == 2
     run = subprocess.run(command[:-1] + ["48"], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+    run = subprocess.run(command[:-3] + ["-3", "--size", "32"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 2 and run.stderr.strip() == "error: --seed must be in [0, 2^31), got -3"
 
 
 def test_former_spellings_of_the_frame_counts_still_work_with_a_note(tmp_path, capsys):
