@@ -1,5 +1,6 @@
 """Training a segmenter on tiny synthetic photos: beats chance, saves metadata, resumes exactly (also after
 SIGTERM), never overwrites a segmenter by accident, checks its options."""
+import json
 import os
 import shlex
 import signal
@@ -287,3 +288,103 @@ def test_every_option_is_checked_before_any_work(synthetic_root, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not out.exists() and not ts.run_path(out).exists()
+
+
+def test_former_spellings_work_with_a_one_line_note(capsys):
+    args = ts.parse_args(["--arch", "fcn8s", "--preset", "demo", "--epochs", "2", "--workers", "1"])
+    assert args.n_epochs == 2 and args.num_workers == 1
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert notes == ["note: --epochs is now spelled --n-epochs", "note: --workers is now spelled --num-workers"]
+    help_text = ts.option_definitions().format_help()
+    assert "--n-epochs" in help_text and "--epochs " not in help_text and "--workers" not in help_text
+
+
+def test_device_takes_cuda_n_and_refuses_other_names(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "fcn8s.pt"
+    assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--device", "gpu"]) == 2
+    assert "--device gpu: expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--device", "cuda:0"]) == 2
+        assert "--device cuda:0: no CUDA device" in capsys.readouterr().err
+    assert not ts.run_path(out).exists()
+
+
+def test_resume_without_a_run_is_one_line(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "fcn8s.pt"
+    assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {ts.run_path(out)}: nothing to resume (no latest.pt)"
+
+
+def test_resume_of_a_run_that_finished_training_scores_and_saves(synthetic_root, tmp_path, monkeypatch, capsys):
+    """Stopped while it scored the val photos after its last epoch: --resume trains no further step."""
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "1", "--max-val-frames", "1",
+                   "--out", str(tmp_path / "fcn8s.pt")]
+    real_scores = ts.val_scores
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ts, "val_scores", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ts.main(args)
+    latest = ts.run_path(tmp_path / "fcn8s.pt") / "latest.pt"
+    saved = read_segmenter_file(latest)
+    assert saved["train_state"]["epoch"] == 1 and saved["train_state"]["epoch_step"] == 0
+    monkeypatch.setattr(ts, "val_scores", real_scores)
+    monkeypatch.setattr(ts, "train_one_epoch", lambda *_: pytest.fail("a finished training trained again"))
+    capsys.readouterr()
+    assert ts.main(args + ["--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    weights = read_segmenter_file(tmp_path / "fcn8s.pt")["state_dict"]
+    assert all(torch.equal(weights[k], saved["state_dict"][k]) for k in weights)
+    assert not ts.run_path(tmp_path / "fcn8s.pt").exists()
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_saved(synthetic_root, tmp_path, monkeypatch):
+    out = tmp_path / "fcn8s.pt"
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "2", "--max-val-frames", "1", "--out", str(out)]
+    crash_after_first_epoch(monkeypatch, args)
+    run = ts.run_path(out)
+    old = (run / "latest.pt").read_bytes()
+    assert json.loads((run / "options.json").read_text())["n_epochs"] == 2
+
+    real_epoch = ts.train_one_epoch
+
+    def broken(*_):
+        raise StopHere  # the new run fails before its first latest.pt
+
+    monkeypatch.setattr(ts, "train_one_epoch", broken)
+    with pytest.raises(StopHere):
+        ts.main(args + ["--overwrite", "--seed", "1"])
+    assert (run / "latest.pt").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn8s"]  # nothing set aside is left over
+
+    monkeypatch.setattr(ts, "train_one_epoch", real_epoch)
+    real_save, saves = ts.save_latest, []
+
+    def save_once(*rest):  # the new run saves epoch 1, then fails before epoch 2 is saved
+        if saves:
+            raise StopHere
+        saves.append(real_save(*rest))
+
+    monkeypatch.setattr(ts, "save_latest", save_once)
+    with pytest.raises(StopHere):
+        ts.main(args + ["--overwrite", "--seed", "1"])
+    assert (run / "latest.pt").read_bytes() != old
+    assert read_segmenter_file(run / "latest.pt")["train_state"]["settings"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn8s"]
+
+
+def test_a_run_in_use_is_refused(synthetic_root, tmp_path, capsys):
+    from common.run_folder import RunLock
+
+    out = tmp_path / "fcn8s.pt"
+    ts.run_path(out).mkdir()
+    lock = RunLock(ts.run_path(out))  # another process training it
+    try:
+        assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--overwrite"]) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {ts.run_path(out)}: in use by process ") and "\n" not in err
