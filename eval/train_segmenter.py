@@ -443,15 +443,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
         print(f"{out}: already trained (no unfinished run in {run.path}); nothing to do")
         return out
     command = resume_command(sys.argv[1:] if argv is None else list(argv))
-    with StopSignals("no latest.pt was written") as signals:
-        try:
-            run_training(args, out, run, signals, command)
-        except BaseException:
-            note = run.close(failed=True)
-            if note:
-                print(note, flush=True)
-            raise
-        run.close(failed=False)
+    with StopSignals("no latest.pt was written") as signals, run.in_use():
+        run_training(args, out, run, signals, command)
     return out
 
 
