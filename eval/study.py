@@ -46,6 +46,7 @@ from data.images import read_rgb
 from eval.fcn_score import open_eval_set
 from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import paired_difference, summarize
+from eval.train_segmenter import run_path
 
 REPO = Path(__file__).resolve().parents[1]
 INNER_STEPS = 10
@@ -104,11 +105,11 @@ PRESETS = {
                   "--image-freq", "1000", "--num-image-frames", "1", "--save-epoch-freq", "1"],
         "lr": 2e-4, "beta2": 0.999,
         "segmenters": {
-            "fcn8s": ["--config", "width_mult=0.0625", "--epochs", "1", "--batch-size", "2", "--crop-size", "32",
-                      "--load-size", "36", "--workers", "0"],
+            "fcn8s": ["--config", "width_mult=0.0625", "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
+                      "--load-size", "36", "--num-workers", "0"],
             "deeplabv3plus_xception71": ["--config", "encoder=resnet18", "--config", "decoder_channels=16",
-                                         "--epochs", "1", "--batch-size", "2", "--crop-size", "32",
-                                         "--load-size", "36", "--workers", "0"],
+                                         "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
+                                         "--load-size", "36", "--num-workers", "0"],
         },
         "evaluate": ["--batch-size", "2", "--figure-frames", "1"],
         "noise_freq": 2, "noise_probe": 2,
@@ -192,7 +193,7 @@ def train_segmenters(config: StudyConfig) -> None:
         if out.is_file():
             print(f"scorer {arch}: reusing {out}", flush=True)
             continue
-        resume = ["--resume"] if (folder / f"{arch}.resume.pt").is_file() else []
+        resume = ["--resume"] if (run_path(out) / "latest.pt").is_file() else []
         data = ["--dataroot", config.dataroot] if config.dataroot else []
         run_command(["-m", "eval.train_segmenter", "--arch", arch, *options, *data, "--out", str(out),
                      "--device", config.device, *resume])
