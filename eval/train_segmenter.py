@@ -254,8 +254,8 @@ class Position:
     def describe(self, job: Training) -> str:
         epochs = job.settings["epochs"]
         if self.epoch_step:
-            return f"step {self.step} (epoch {self.epoch + 1}/{epochs} up to batch {self.epoch_step}/" \
-                   f"{job.steps_per_epoch})"
+            within = f"up to batch {self.epoch_step}/{job.steps_per_epoch}"
+            return f"step {self.step} (epoch {self.epoch + 1}/{epochs} {within})"
         return f"step {self.step} ({self.epoch}/{epochs} epochs complete)"
 
 
