@@ -47,6 +47,7 @@ from data.images import read_rgb
 from eval.fcn_score import open_eval_set
 from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import paired_difference, summarize
+from eval.train_segmenter import run_path
 
 REPO = Path(__file__).resolve().parents[1]
 INNER_STEPS = 10
@@ -197,7 +198,7 @@ def train_segmenters(config: StudyConfig) -> None:
         if out.is_file():
             print(f"scorer {arch}: reusing {out}", flush=True)
             continue
-        resume = ["--resume"] if (folder / f"{arch}.resume.pt").is_file() else []
+        resume = ["--resume"] if (run_path(out) / "latest.pt").is_file() else []
         run_command(["-m", "eval.train_segmenter", *options(arch=arch), *preset,
                      *options(dataroot=config.dataroot or None, out=out, device=config.device), *resume])
 
