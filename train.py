@@ -57,16 +57,8 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     saved latest.pt by raising common.interrupts.Stopped.
     """
     folder = RunFolder(Path(args.checkpoints_dir) / args.name)
-    with StopSignals() as signals:
-        try:
-            pix2pix = train_in(folder, args, signals)
-        except BaseException:
-            note = folder.close(failed=True)
-            if note:
-                print(note, flush=True)
-            raise
-        folder.close(failed=False)
-    return pix2pix
+    with StopSignals() as signals, folder.in_use():
+        return train_in(folder, args, signals)
 
 
 def train_in(folder: RunFolder, args: argparse.Namespace, signals: StopSignals) -> Pix2Pix:
