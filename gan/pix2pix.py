@@ -19,7 +19,7 @@ from torch import nn
 from common.distributed import wrap_ddp
 from gan.losses import GANLoss
 from gan.networks import build_discriminator, build_generator
-from gan.optim import TRAdam, TRSGD
+from tralgo import TRAdam, TRSGD
 
 OPTIMIZERS = ("adam", "tradam", "sgd", "trsgd")
 
