@@ -49,7 +49,7 @@ demo: $(VENV)/.installed
 	@for arch in fcn8s deeplabv3plus_xception71; do \
 	  out=$(DEMO_SEGMENTERS)/$$arch.pt; \
 	  if [ -f $$out ]; then echo "segmenter $$arch: reusing $$out"; continue; fi; \
-	  if [ -f $(DEMO_SEGMENTERS)/$$arch.resume.pt ]; then resume=--resume; else resume=; fi; \
+	  if [ -f $(DEMO_SEGMENTERS)/$$arch/latest.pt ]; then resume=--resume; else resume=; fi; \
 	  $(PY) -m eval.train_segmenter --preset demo --arch $$arch --out $$out $$resume || exit $$?; \
 	done
 	$(PY) evaluate.py --runs $(DEMO_RUNS) --segmenter-dir $(DEMO_SEGMENTERS) --out results/demo

@@ -25,8 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.command_line import option_parser, run_main
-from common.device import resolve_device
+from common.command_line import add_former_spelling, flag, option_parser, run_main
+from common.device import check_device_name, resolve_device
 from eval import EvalError
 from eval.fcn_score import PROTOCOLS
 from eval.report import write_outputs
@@ -37,9 +37,11 @@ from eval.tables import generate_all, load_segmenters, score_all
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = option_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoints", default="checkpoints", help="folder holding the training runs")
+    checkpoints_dir = parser.add_argument("--checkpoints-dir", default="checkpoints",
+                                          help="folder holding the training runs")
+    add_former_spelling(parser, checkpoints_dir, "--checkpoints")
     parser.add_argument("--runs", nargs="+", default=None, metavar="NAME",
-                        help="score only these run folders of --checkpoints; None: every run")
+                        help="score only these run folders of --checkpoints-dir; None: every run")
     parser.add_argument("--generator", action="append", default=[], metavar="PATH",
                         help="score this generator checkpoint instead of the runs (repeatable): our latest.pt "
                              "or a reference latest_net_G.pth (see --netG, --norm)")
@@ -55,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--segmenters", nargs="+", default=None, choices=list(REGISTRY), metavar="ARCH",
                         help=f"segmenters to use, of {', '.join(REGISTRY)} ; None: every one that is trained")
     parser.add_argument("--segmenter-dir", default=None,
-                        help="folder with <arch>.pt segmenters; None: <checkpoints>/segmenters")
+                        help="folder with <arch>.pt segmenters; None: <checkpoints-dir>/segmenters")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="256",
                         help="256: score at the dataset's 256x256 with nearest-resized labels (TRAlgo paper); "
                              "fullres: upsample to the official label size and score against gtFine (pix2pix)")
@@ -71,11 +73,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="generate with running batch-norm statistics and no dropout instead of the pix2pix "
                              "test protocol (dropout on, each image's own statistics)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dropout noise at generation")
-    parser.add_argument("--max-frames", type=int, default=None, help="score only the first N val frames")
+    max_val_frames = parser.add_argument("--max-val-frames", type=int, default=None,
+                                         help="score only the first N val frames")
+    add_former_spelling(parser, max_val_frames, "--max-frames")
     parser.add_argument("--figure-frames", type=int, default=4, help="frames shown in comparison.png")
     parser.add_argument("--out", default="results", help="output folder")
     parser.add_argument("--batch-size", type=int, default=8, help="images per segmenter forward pass")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where models run")
+    parser.add_argument("--device", default="auto", help="where models run: auto (cuda if available), cpu, cuda "
+                                                         "or cuda:N")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast for generating and segmenting, as train.py --amp (where the device has "
                              "bf16: the CPU and CUDA from Ampere on; elsewhere fp32)")
@@ -84,22 +89,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def validate(args) -> None:
     """One-line errors (EvalError) for bad options, before any work."""
-    for name in ("max_frames", "batch_size", "size", "figure_frames", "ngf"):
+    for name in ("max_val_frames", "batch_size", "size", "figure_frames", "ngf"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise EvalError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.seed < 0:
-        raise EvalError(f"--seed must be >= 0, got {args.seed}")
+            raise EvalError(f"{flag(name)} must be >= 1, got {value}")
+    if not 0 <= args.seed < 2**31:
+        raise EvalError(f"--seed must be in [0, 2^31), got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise EvalError(f"--out {args.out}: exists and is not a folder")
+    check_device_name(args.device)
 
 
 def evaluate(args) -> Path:
     """Find or take the image sources, generate, score with every segmenter, write the outputs."""
-    device, checkpoints, out = resolve_device(args.device), Path(args.checkpoints), Path(args.out)
+    device, checkpoints, out = resolve_device(args.device), Path(args.checkpoints_dir), Path(args.out)
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
     segmenters = load_segmenters(args, checkpoints, device)
-    evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_frames)
+    evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
     generate_all(sources, evalsets, out, args, device, args.amp)
     report = {"protocol": args.protocol, "histogram": "fast_hist" if args.fast_hist else "ours",
               "generation": "eval" if args.eval_mode else "test", "seed": args.seed,

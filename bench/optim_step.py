@@ -25,7 +25,7 @@ from torch.optim import Optimizer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peak_memory import peak_memory_growth_mb  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
-from gan.optim import TRAdam  # noqa: E402
+from tralgo import TRAdam  # noqa: E402
 
 
 class PerParameterTRAdam(Optimizer):

@@ -1,5 +1,7 @@
 """What training under torchrun (DistributedDataParallel) needs beyond DDP itself.
 
+- :func:`init_from_environment` and :func:`leave`: the process group of a torchrun process;
+- :func:`is_main_process`: whether this process does the work only one does (files, logs, messages);
 - :func:`wrap_ddp`: DistributedDataParallel, with or without the buffer broadcast before each forward;
 - :func:`local_copy`: a copy of a network that computes on this rank alone (no SyncBatchNorm
   collectives), for work only one rank does, such as sample images;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 
 import torch
 import torch.distributed as dist
@@ -22,6 +25,34 @@ from torch import nn
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process."""
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def init_from_environment(use_cuda: bool) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) of this process; under torchrun (WORLD_SIZE > 1) the process group is
+    initialised: NCCL with this process's GPU when ``use_cuda``, gloo otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), world_size, local_rank
+
+
+def leave(modules: list[nn.Module]) -> None:
+    """Every rank takes rank 0's buffers of ``modules`` (batch-norm statistics: the saved ones), then the
+    process group is left."""
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap_ddp(module: nn.Module, device: torch.device, sync_buffers_each_forward: bool = True) -> nn.Module:

@@ -30,21 +30,13 @@ def capture(device: torch.device) -> dict:
 
 
 def restore(state: dict, device: torch.device) -> None:
-    """Restore what :func:`capture` returned, the device generator onto ``device``.
-
-    Checkpoints written before per-device states (``"cuda"``: one state per visible GPU) restore
-    the entry of ``device``'s index when there is one.
-    """
+    """Restore what :func:`capture` returned, the device generator onto ``device``."""
     torch.set_rng_state(state["torch"])
     random.setstate(_as_tuple(state["python"]))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if device.type != "cuda":
-        return
-    if "device" in state:
+    if device.type == "cuda":
         torch.cuda.set_rng_state(state["device"], device)
-    elif "cuda" in state and (device.index or 0) < len(state["cuda"]):
-        torch.cuda.set_rng_state(state["cuda"][device.index or 0], device)
 
 
 def _as_tuple(value):

@@ -9,7 +9,7 @@ A run lives in ``<checkpoints>/<name>/``. :class:`RunFolder` takes it in steps:
   the run's place; an old run is only moved aside, to ``.<name>.replaced-*``.
 * :meth:`RunFolder.commit`, after the new run's first checkpoint: the old run is deleted.
 * :meth:`RunFolder.close`: releases the lock; after a failure before :meth:`commit` it puts the old
-  run back. A folder holding no checkpoint and nothing but a run's logs is a run that never saved:
+  run back. ``with run.in_use():`` around the work closes it either way. A folder holding no checkpoint and nothing but a run's logs is a run that never saved:
   a new run replaces it without --overwrite.
 
 The lock is ``<run>/.lock``, held with ``flock`` for as long as the process runs. The kernel
@@ -21,6 +21,7 @@ Leftovers of a killed process are dealt with by the next claim: ``.new-*`` folde
 from __future__ import annotations
 
 import fcntl
+from contextlib import contextmanager
 import os
 import secrets
 import shutil
@@ -167,6 +168,19 @@ class RunFolder:
             self.lock.release()
             self.lock = None
         return note
+
+    @contextmanager
+    def in_use(self):
+        """The work in the run: on leaving, :meth:`close`, as failed (its note printed) when an exception
+        ends the block."""
+        try:
+            yield self
+        except BaseException:
+            note = self.close(failed=True)
+            if note:
+                print(note, flush=True)
+            raise
+        self.close(failed=False)
 
     def _release_aside(self) -> None:
         if self._aside_lock is not None:

@@ -186,3 +186,15 @@ def dataset_fingerprint(root) -> dict:
         files.append(root / "index.json")
     return {"train_frames": counts.get("train", 0), "val_frames": counts.get("val", counts.get("test", 0)),
             "digest": files_fingerprint(files, root)}
+
+
+def check_same_dataset(root, fingerprint: dict, saved: dict, saved_root) -> None:
+    """Raise DataError unless ``fingerprint`` (of the dataset at ``root``) is ``saved``, the fingerprint of the
+    dataset a run was trained on (at ``saved_root`` then): a resumed run must see the same data."""
+    counts = (fingerprint["train_frames"], fingerprint["val_frames"])
+    if counts != (saved["train_frames"], saved["val_frames"]):
+        raise DataError(f"--dataroot {root}: {counts[0]} train / {counts[1]} val frames, but the run was trained "
+                        f"on {saved['train_frames']} / {saved['val_frames']}")
+    if fingerprint["digest"] != saved["digest"]:
+        raise DataError(f"--dataroot {root}: not the dataset the run was trained on (file names or sizes differ "
+                        f"from those of {saved_root})")

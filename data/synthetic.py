@@ -9,7 +9,7 @@ generating 4 frames gives the first 4 of 200.
 exactly as ``data.prepare`` converts real Cityscapes, the pix2pix one (``pix2pix/``, S x S halves).
 ``default_dataset`` is the data used when no dataset is given: generated once into a cache folder.
 
-Command line: ``python -m data.synthetic --out DIR --train N --val M --seed S --size 256``.
+Command line: ``python -m data.synthetic --out DIR --train-frames N --val-frames M --seed S --size 256``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.command_line import option_parser, run_main
+from common.command_line import add_former_spelling, option_parser, run_main
 from data import DataError
 from data.cityscapes import label_ids_to_color
 from data.prepare import make_work_dir, prepare
@@ -177,17 +177,22 @@ COMMAND_LINE_HELP = ("Generate procedural Cityscapes-like street scenes in both 
 def main(argv=None) -> int:
     parser = option_parser(COMMAND_LINE_HELP, prog="python -m data.synthetic")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--train", type=int, default=DEFAULT_TRAIN, help="number of training frames")
-    parser.add_argument("--val", type=int, default=DEFAULT_VAL, help="number of validation frames")
+    add_former_spelling(parser, parser.add_argument("--train-frames", type=int, default=DEFAULT_TRAIN,
+                                                    help="number of training frames"), "--train")
+    add_former_spelling(parser, parser.add_argument("--val-frames", type=int, default=DEFAULT_VAL,
+                                                    help="number of validation frames"), "--val")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scenes)")
     parser.add_argument("--size", type=int, default=256,
                         help="side of the square pix2pix halves; official-layout images are 2*size x size")
     parser.add_argument("--overwrite", action="store_true", help="replace different data already in --out")
     args = parser.parse_args(argv)
+
     def work() -> str:
-        root = generate(args.out, args.train, args.val, seed=args.seed, size=args.size, overwrite=args.overwrite,
-                        show_progress=True)
-        return (f"wrote {args.train} train / {args.val} val synthetic frames to {root} (pix2pix layout) and "
+        if not 0 <= args.seed < 2**31:
+            raise DataError(f"--seed must be in [0, 2^31), got {args.seed}")
+        root = generate(args.out, args.train_frames, args.val_frames, seed=args.seed, size=args.size,
+                        overwrite=args.overwrite, show_progress=True)
+        return (f"wrote {args.train_frames} train / {args.val_frames} val synthetic frames to {root} (pix2pix layout) and "
                 f"{Path(args.out) / 'cityscapes'} (official layout)")
     return run_main(work)
 

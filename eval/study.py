@@ -18,7 +18,7 @@ Seed s of every arm shares the data order and the initial weights, so arms are c
 left unfinished:
 
 1. scorers: the built-in city's FCN-8s and DeepLabV3+ (trained once; ``--segmenter-dir`` to use others);
-2. runs: ``train.py`` per arm and seed under ``<checkpoints>/<arm>_seed<s>``, with G's gradient noise
+2. runs: ``train.py`` per arm and seed under ``<checkpoints-dir>/<arm>_seed<s>``, with G's gradient noise
    measured every ``--noise-freq`` steps (:mod:`gan.noise`);
 3. final FCN-scores of every run and of the real photos (``evaluate.py``);
 4. learning curves: every ``epoch_<NNN>.pt`` of every run, scored by the first scorer, and its
@@ -39,13 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common.command_line import option_parser, run_main
+from common.command_line import add_former_spelling, flag, option_parser, run_main
+from common.device import check_device_name
 from common.files import write_figure, write_json, write_text
 from eval import EvalError
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set
 from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import paired_difference, summarize
+from eval.train_segmenter import run_path
 
 REPO = Path(__file__).resolve().parents[1]
 INNER_STEPS = 10
@@ -104,11 +106,11 @@ PRESETS = {
                   "--image-freq", "1000", "--num-image-frames", "1", "--save-epoch-freq", "1"],
         "lr": 2e-4, "beta2": 0.999,
         "segmenters": {
-            "fcn8s": ["--config", "width_mult=0.0625", "--epochs", "1", "--batch-size", "2", "--crop-size", "32",
-                      "--load-size", "36", "--workers", "0"],
+            "fcn8s": ["--config", "width_mult=0.0625", "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
+                      "--load-size", "36", "--num-workers", "0"],
             "deeplabv3plus_xception71": ["--config", "encoder=resnet18", "--config", "decoder_channels=16",
-                                         "--epochs", "1", "--batch-size", "2", "--crop-size", "32",
-                                         "--load-size", "36", "--workers", "0"],
+                                         "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
+                                         "--load-size", "36", "--num-workers", "0"],
         },
         "evaluate": ["--batch-size", "2", "--figure-frames", "1"],
         "noise_freq": 2, "noise_probe": 2,
@@ -123,7 +125,7 @@ class StudyConfig:
     arms: tuple[str, ...] = DEFAULT_ARMS
     seeds: tuple[int, ...] = (0, 1, 2)
     dataroot: str | None = None
-    checkpoints: str = "checkpoints/study"
+    checkpoints_dir: str = "checkpoints/study"
     segmenter_dir: str | None = None
     out: str = "docs/study"
     device: str = "auto"
@@ -132,6 +134,12 @@ class StudyConfig:
 
 
 # ---------------------------------------------------------------------------------- running
+def options(**values) -> list[str]:
+    """``--option value`` pairs of a command line, each option spelled by :func:`flag` from its name; a
+    value of None leaves its option out."""
+    return [part for name, value in values.items() if value is not None for part in (flag(name), str(value))]
+
+
 def run_command(args: list[str]) -> str:
     """Run a project command with this interpreter; its output streams through, EvalError on failure."""
     command = [sys.executable, *args]
@@ -148,12 +156,10 @@ def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
     """train.py options of one run (without --resume/--overwrite)."""
     preset = PRESETS[config.preset]
     noise_freq = preset["noise_freq"] if config.noise_freq is None else config.noise_freq
-    options = [*preset["train"], *arm.options, "--seed", str(seed), "--name", run_name(arm, seed),
-               "--checkpoints-dir", config.checkpoints, "--device", config.device,
-               "--noise-freq", str(noise_freq), "--noise-probe", str(preset["noise_probe"]), *config.extra_train]
-    if config.dataroot:
-        options += ["--dataroot", config.dataroot]
-    return options
+    return [*preset["train"], *arm.options,
+            *options(seed=seed, name=run_name(arm, seed), checkpoints_dir=config.checkpoints_dir, device=config.device,
+                     noise_freq=noise_freq, noise_probe=preset["noise_probe"]),
+            *config.extra_train, *options(dataroot=config.dataroot or None)]
 
 
 def shown_path(path: str) -> str:
@@ -171,15 +177,15 @@ def train_runs(config: StudyConfig, arms: list[Arm]) -> dict[str, list[str]]:
     commands = {}
     for arm in arms:
         for seed in config.seeds:
-            options = train_options(config, arm, seed)
-            commands[run_name(arm, seed)] = options
-            exists = (Path(config.checkpoints) / run_name(arm, seed) / "latest.pt").is_file()
-            run_command([str(REPO / "train.py"), *options, "--resume" if exists else "--overwrite"])
+            run = train_options(config, arm, seed)
+            commands[run_name(arm, seed)] = run
+            exists = (Path(config.checkpoints_dir) / run_name(arm, seed) / "latest.pt").is_file()
+            run_command([str(REPO / "train.py"), *run, "--resume" if exists else "--overwrite"])
     return commands
 
 
 def segmenter_folder(config: StudyConfig) -> Path:
-    return Path(config.segmenter_dir) if config.segmenter_dir else Path(config.checkpoints) / "segmenters"
+    return Path(config.segmenter_dir) if config.segmenter_dir else Path(config.checkpoints_dir) / "segmenters"
 
 
 def train_segmenters(config: StudyConfig) -> None:
@@ -187,29 +193,28 @@ def train_segmenters(config: StudyConfig) -> None:
     if config.segmenter_dir:
         return
     folder = segmenter_folder(config)
-    for arch, options in PRESETS[config.preset]["segmenters"].items():
+    for arch, preset in PRESETS[config.preset]["segmenters"].items():
         out = folder / f"{arch}.pt"
         if out.is_file():
             print(f"scorer {arch}: reusing {out}", flush=True)
             continue
-        resume = ["--resume"] if (folder / f"{arch}.resume.pt").is_file() else []
-        data = ["--dataroot", config.dataroot] if config.dataroot else []
-        run_command(["-m", "eval.train_segmenter", "--arch", arch, *options, *data, "--out", str(out),
-                     "--device", config.device, *resume])
+        resume = ["--resume"] if (run_path(out) / "latest.pt").is_file() else []
+        run_command(["-m", "eval.train_segmenter", *options(arch=arch), *preset,
+                     *options(dataroot=config.dataroot or None, out=out, device=config.device), *resume])
 
 
 def evaluate_generators(config: StudyConfig, generators: list[Path] | None, runs: list[str] | None,
                         out: Path, segmenters: list[str] | None = None) -> dict:
     """``evaluate.py`` over runs (their latest.pt) or generator files; its results.json."""
-    args = [str(REPO / "evaluate.py"), "--checkpoints", config.checkpoints, "--segmenter-dir",
-            str(segmenter_folder(config)), "--out", str(out), "--device", config.device,
+    args = [str(REPO / "evaluate.py"), *options(checkpoints_dir=config.checkpoints_dir,
+                                                segmenter_dir=segmenter_folder(config), out=out, device=config.device),
             *PRESETS[config.preset]["evaluate"]]
     if runs:
-        args += ["--runs", *runs]
+        args += [flag("runs"), *runs]
     for path in generators or []:
-        args += ["--generator", str(path)]
+        args += options(generator=path)
     if segmenters:
-        args += ["--segmenters", *segmenters]
+        args += [flag("segmenters"), *segmenters]
     run_command(args)
     return json.loads((out / "results.json").read_text())
 
@@ -416,7 +421,7 @@ def study_arms(config: StudyConfig) -> list[Arm]:
 def learning_curves(config: StudyConfig, arms: list[Arm], curve_scorer: str, evalset) -> tuple[dict, dict]:
     """Per arm and seed: validation L1 and class IoU (by ``curve_scorer``) of every epoch checkpoint, by
     step; and the run's gradient-noise series."""
-    checkpoints = Path(config.checkpoints)
+    checkpoints = Path(config.checkpoints_dir)
     names = [run_name(arm, seed) for arm in arms for seed in config.seeds]
     generators = {name: epoch_checkpoints(checkpoints / name) for name in names}
     flat = [path for found in generators.values() for _, path in found]
@@ -454,7 +459,8 @@ def write_report(report: dict, out: Path) -> None:
 def run_study(config: StudyConfig) -> Path:
     """Every step of the module docstring; returns the report folder."""
     arms = study_arms(config)
-    checkpoints, out = Path(config.checkpoints), Path(config.out)
+    check_device_name(config.device)
+    checkpoints, out = Path(config.checkpoints_dir), Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     for arm in arms:
         print(f"arm {arm.name}: {arm.label}: train.py {' '.join(arm.options)}", flush=True)
@@ -493,17 +499,19 @@ def parse_args(argv=None) -> StudyConfig:
                         help="adam, tradam, tradam_flat, adam_matched, adam_beta2, sgd, trsgd")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of every arm")
     parser.add_argument("--dataroot", default=None, help="pix2pix-layout dataset; none: the built-in city")
-    parser.add_argument("--checkpoints", default="checkpoints/study", help="folder of the study's runs")
+    checkpoints_dir = parser.add_argument("--checkpoints-dir", default="checkpoints/study",
+                                          help="folder of the study's runs")
+    add_former_spelling(parser, checkpoints_dir, "--checkpoints")
     parser.add_argument("--segmenter-dir", default=None,
                         help="trained scorers to use (fcn8s.pt, ...); none: train the preset's into "
-                             "<checkpoints>/segmenters")
+                             "<checkpoints-dir>/segmenters")
     parser.add_argument("--out", default="docs/study", help="report folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--noise-freq", type=int, default=None,
                         help="steps between gradient-noise measurements (default: the preset's)")
     args = parser.parse_args(argv)
     return StudyConfig(preset=args.preset, arms=tuple(args.arms), seeds=tuple(args.seeds), dataroot=args.dataroot,
-                       checkpoints=args.checkpoints, segmenter_dir=args.segmenter_dir, out=args.out,
+                       checkpoints_dir=args.checkpoints_dir, segmenter_dir=args.segmenter_dir, out=args.out,
                        device=args.device, noise_freq=args.noise_freq)
 
 

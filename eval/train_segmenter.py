@@ -7,28 +7,36 @@ contrast jitter. Loss: cross-entropy. Optimiser: AdamW with a polynomial learnin
 
 Afterwards it scores the real validation photos at the dataset's size, as ``evaluate.py`` scores its
 ground-truth row (the segmenter resizes its input to its training resolution ``--crop-size``), and
-saves weights and metadata to ``checkpoints/segmenters/<arch>.pt``. While training, a resume file
-``<arch>.resume.pt`` next to it is rewritten after every epoch and when Ctrl-C or SIGTERM stops the
-training (after the current step; exit 130 / 143); ``--resume`` continues from it, and it is deleted
-once the segmenter is saved. An existing segmenter or resume file is only
-replaced with ``--overwrite`` (the segmenter once the new one is trained).
+saves weights and metadata to ``--out`` (default ``checkpoints/segmenters/<arch>.pt``).
+
+While it trains, the run lives in the folder named as ``--out`` without its extension
+(``checkpoints/segmenters/<arch>/``), as a ``train.py`` run does (common.run_folder: locked while it
+runs): ``options.json`` and ``latest.pt``, the segmenter with its complete training state (epoch, step
+within it, AdamW, schedule, random streams), rewritten after every epoch and when Ctrl-C or SIGTERM
+stops the training (after the current step; exit 130 / 143). ``--resume`` continues from the exact
+step, the data order and jitter depending only on (seed, epoch, position); the folder is deleted once
+the segmenter is saved. An existing segmenter or run is only replaced with ``--overwrite`` (the
+segmenter once the new one is trained, a run once the new one has saved its latest.pt).
 """
 from __future__ import annotations
 
 import argparse
 import math
-import random
+import shlex
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from common.command_line import option_parser, run_main
-from common.device import resolve_device
+from common.command_line import add_former_spelling, flag, option_parser, run_main
+from common.device import check_device_name, resolve_device
+from common.files import write_json
+from common.run_folder import RunFolder
+from data.sampling import EpochSampler, SeededSamples
 from eval import EvalError
 from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
 from eval.metrics import fcn_scores
@@ -51,15 +59,15 @@ PRESETS = {
     # a 4x4 map, and Xception-71 from scratch does not train in minutes; with Xception-71 at 64 px
     # (24 epochs) the generators' smoother images outscored the real photos on pixel accuracy.
     "demo": {
-        "fcn8s": {"config": ["width_mult=0.25", "batch_norm=true"], "epochs": 30, "batch_size": 8,
-                  "crop_size": 64, "load_size": 72, "lr": 2e-3, "workers": 0},
-        "deeplabv3plus_xception71": {"config": ["encoder=resnet18"], "epochs": 20, "batch_size": 8,
-                                     "crop_size": 128, "load_size": 144, "lr": 2e-3, "workers": 0},
+        "fcn8s": {"config": ["width_mult=0.25", "batch_norm=true"], "n_epochs": 30, "batch_size": 8,
+                  "crop_size": 64, "load_size": 72, "lr": 2e-3, "num_workers": 0},
+        "deeplabv3plus_xception71": {"config": ["encoder=resnet18"], "n_epochs": 20, "batch_size": 8,
+                                     "crop_size": 128, "load_size": 144, "lr": 2e-3, "num_workers": 0},
     },
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def option_definitions() -> argparse.ArgumentParser:
     parser = option_parser(__doc__.split("\n\n")[0], prog="python -m eval.train_segmenter")
     parser.add_argument("--arch", required=True, choices=[a for a, spec in REGISTRY.items() if not spec.obtain],
                         help="segmenter architecture (imported originals such as dpc_xception71 are not trained here)")
@@ -71,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="architecture config field (repeatable), e.g. width_mult=0.25 or "
                              "encoder=xception71; see eval/segmenters.py")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs")
+    n_epochs = parser.add_argument("--n-epochs", type=int, default=60, help="training epochs")
     parser.add_argument("--batch-size", type=int, default=8, help="images per step")
     parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (polynomial decay to 0)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
@@ -81,25 +89,35 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="initialise the backbone with ImageNet weights (local cache, else download; "
                              "trains from scratch when neither works)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from <out stem>.resume.pt; a finished <out> is kept as is")
+                        help="continue the run in the folder named as <out> without its extension from its "
+                             "latest.pt; a finished <out> is kept as is")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start over although <out> or its resume file exists (<out> is replaced once the new "
-                             "segmenter is trained)")
+                        help="start over although <out> or its run folder exists (<out> is replaced once the new "
+                             "segmenter is trained, the run once the new one has saved its latest.pt)")
     parser.add_argument("--val-every", type=int, default=0,
                         help="also score the val photos every N epochs (0: only at the end)")
     parser.add_argument("--max-val-frames", type=int, default=None, help="score only the first N val frames")
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
+    num_workers = parser.add_argument("--num-workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (weights, data order, jitter)")
+    parser.add_argument("--device", default="auto", help="where to train: auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast, as train.py --amp (where the device has bf16: the CPU and CUDA from "
                              "Ampere on; elsewhere ignored)")
-    args = parser.parse_args(argv)
-    if args.preset:  # preset values replace defaults, not options given on the command line
-        preset = PRESETS[args.preset][args.arch]
-        parser.set_defaults(**preset)
-        args = parser.parse_args(argv)  # --config items come after the preset's: they win
-    return args
+    add_former_spelling(parser, n_epochs, "--epochs")  # former spellings, hidden: a one-line note
+    add_former_spelling(parser, num_workers, "--workers")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = option_definitions()
+    chosen = argparse.ArgumentParser(add_help=False)  # --preset and --arch first: the preset's defaults
+    chosen.add_argument("--preset")
+    chosen.add_argument("--arch")
+    known = chosen.parse_known_args(argv)[0]
+    preset = PRESETS.get(known.preset, {}).get(known.arch)
+    if preset:  # preset values replace defaults, not options given on the command line
+        parser.set_defaults(**preset)  # --config items come after the preset's: they win
+    return parser.parse_args(argv)
 
 
 def parse_config(arch: str, items: list[str]):
@@ -126,12 +144,12 @@ def parse_config(arch: str, items: list[str]):
 def validate(args: argparse.Namespace, out: Path) -> None:
     """One-line errors (EvalError) for bad options and an --out that would be overwritten, before any work."""
     def refuse(name: str, rule: str):
-        raise EvalError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(args, name)}")
+        raise EvalError(f"{flag(name)} must be {rule}, got {getattr(args, name)}")
 
-    for name in ("epochs", "batch_size", "crop_size", "load_size"):
+    for name in ("n_epochs", "batch_size", "crop_size", "load_size"):
         if getattr(args, name) < 1:
             refuse(name, ">= 1")
-    for name in ("val_every", "workers", "seed"):
+    for name in ("val_every", "num_workers", "seed"):
         if getattr(args, name) < 0:
             refuse(name, ">= 0")
     if args.max_val_frames is not None and args.max_val_frames < 1:
@@ -142,34 +160,30 @@ def validate(args: argparse.Namespace, out: Path) -> None:
         refuse("weight_decay", "a number >= 0")
     if args.load_size < args.crop_size:
         raise EvalError(f"--load-size {args.load_size} is smaller than --crop-size {args.crop_size}")
+    check_device_name(args.device)
     parse_config(args.arch, args.config)
     if args.resume and args.overwrite:
         raise EvalError("--resume and --overwrite exclude each other")
     if out.is_dir():
         raise EvalError(f"--out {out}: is a folder; give the path of the segmenter file")
-    partial = resume_path(out)
-    if not (args.resume or args.overwrite):
-        if out.exists():
-            raise EvalError(f"{out}: a trained segmenter is there; pass --overwrite to replace it or choose another "
-                            f"--out")
-        if partial.exists():
-            raise EvalError(f"{partial}: an unfinished training of {out.name} is there; pass --resume to continue it "
-                            f"or --overwrite to start over")
-    try:  # the folder must take the resume file and the segmenter
+    if out.exists() and not (args.resume or args.overwrite):
+        raise EvalError(f"{out}: a trained segmenter is there; pass --overwrite to replace it or choose another --out")
+    try:  # the folder must take the run folder and the segmenter
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as error:
         raise EvalError(f"--out {out}: cannot write in {out.parent} ({error.strerror})") from None
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def run_path(out: Path) -> Path:
+    """The run folder of the segmenter ``out`` while it trains: ``out`` without its extension."""
+    return out.with_suffix("") if out.suffix else out.with_name(out.name + ".run")
 
 
-def resume_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".resume.pt")
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues the training ``argv`` describes."""
+    kept = [arg for arg in argv if arg not in ("--resume", "--overwrite")]
+    return shlex.join(["python", "-m", "eval.train_segmenter", *kept, "--resume"])
 
 
 def jitter_colors(photos: torch.Tensor, generator: torch.Generator, strength: float = 0.2) -> torch.Tensor:
@@ -179,6 +193,11 @@ def jitter_colors(photos: torch.Tensor, generator: torch.Generator, strength: fl
     brightness = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength
     mean = photos.mean(dim=(1, 2, 3), keepdim=True)
     return ((photos - mean) * contrast.to(photos) + mean + brightness.to(photos)).clamp(-1, 1)
+
+
+def jitter_generator(seed: int, step: int) -> torch.Generator:
+    """The colour jitter's generator of training step ``step``: it depends on (seed, step) alone."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
 
 
 def val_scores(model: Segmenter, val_set: EvalSet, device, batch_size: int, amp: bool) -> dict:
@@ -194,77 +213,27 @@ def format_scores(scores: dict) -> str:
             f"class IoU {scores['class_iou']:.3f}")
 
 
-def rng_state(color_rng: torch.Generator, device: torch.device) -> dict:
-    """The random state a step draws from: this process's generators (dropout, jitter without workers;
-    the training device's own) and the colour jitter's."""
-    return {"process": rng.capture(device), "color": color_rng.get_state()}
-
-
-def train_one_epoch(model, train_set, args, epoch, optimizer, schedule, scaler, device, amp, bar, step,
-                    start_batch: int = 0, resume_rng: dict | None = None, signals=None) -> tuple[int, int, dict]:
-    """One pass over the training photos (order and jitter seeded by seed and epoch) from batch ``start_batch``
-    (the batches before are loaded again and skipped, then ``resume_rng`` restored, so a resumed epoch
-    continues exactly). Stops after the current batch when ``signals`` holds a stop request. Returns the
-    step, the number of batches of this epoch done and the random state to resume after them.
-
-    The progress bar shows the mean loss of the last ``LOSS_READ_EVERY`` steps (and of the epoch's last
-    few), so the host waits for the device that rarely."""
-    order = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
-    color_rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch + 1)
-    batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
-    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.workers, generator=order,
-                                         pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
-    criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
-    model.train()
-    batches = iter(loader)
-    for _ in range(start_batch):
-        next(batches)
-    if resume_rng is not None:
-        rng.restore(resume_rng["process"], device)
-        color_rng.set_state(resume_rng["color"])
-    done = start_batch
-    loss_sum, losses = torch.zeros((), device=device), 0  # read back every LOSS_READ_EVERY steps only
-    for batch in batches:
-        photos = jitter_colors(batch["target"], color_rng).to(device, non_blocking=True)
-        labels = batch["label"].to(device, non_blocking=True)
-        with autocast(device, amp):
-            loss = criterion(model(photos).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.step()
-        step += 1
-        done += 1
-        bar.update(1)
-        loss_sum += loss.detach()
-        losses += 1
-        stopping = signals is not None and signals.requested
-        if losses == LOSS_READ_EVERY or done == len(loader) or stopping:  # a read waits for the device
-            bar.set_postfix({"epoch": epoch + 1, "loss": float(loss_sum) / losses})
-            loss_sum, losses = torch.zeros((), device=device), 0
-        if stopping:
-            break
-    return step, done, rng_state(color_rng, device)
-
-
 @dataclass
 class Training:
     """What one segmenter training works with (:func:`build_training`)."""
     model: Segmenter
     train_set: object                       # data.aligned.AlignedDataset(train, with jitter)
+    sampler: EpochSampler                   # the order of an epoch, from a position within it
+    loader: torch.utils.data.DataLoader     # batches of ``batch_size`` in the sampler's order
     val_set: EvalSet
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
     settings: dict                          # the options a resume must match
     trained_on: dict                        # the dataset, for the segmenter's metadata
     training: dict                          # settings, backbone, time: the metadata's training record
     class_names: tuple[str, ...]            # trainId 0..18 names
-    steps_per_epoch: int
+    batch_size: int
     device: torch.device
     amp: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_set) // self.batch_size
 
     @property
     def total_steps(self) -> int:
@@ -276,13 +245,18 @@ class Training:
 
 
 @dataclass
-class Start:
-    """Where a training starts: from scratch, or where its resume file stopped."""
+class Position:
+    """Where a training is: the epoch under way, the steps done in it and in all."""
     epoch: int = 0
-    batch: int = 0               # batches of ``epoch`` already done
-    rng: dict | None = None      # the random state after them (:func:`rng_state`)
+    epoch_step: int = 0
     step: int = 0
-    backbone: str | None = None  # where the backbone's initial weights came from
+
+    def describe(self, job: Training) -> str:
+        epochs = job.settings["epochs"]
+        if self.epoch_step:
+            within = f"up to batch {self.epoch_step}/{job.steps_per_epoch}"
+            return f"step {self.step} (epoch {self.epoch + 1}/{epochs} {within})"
+        return f"step {self.step} ({self.epoch}/{epochs} epochs complete)"
 
 
 def build_training(args: argparse.Namespace, dataroot: Path, device: torch.device, amp: bool) -> Training:
@@ -294,52 +268,53 @@ def build_training(args: argparse.Namespace, dataroot: Path, device: torch.devic
     train_set = AlignedDataset(dataroot, "train", direction="BtoA", load_size=args.load_size,
                                crop_size=args.crop_size, flip=True, train=True)
     val_set = open_eval_set(dataroot, max_frames=args.max_val_frames)  # as evaluate.py scores the real photos
-    if len(train_set) == 0:
-        raise EvalError(f"{dataroot}: no training images")
+    batch_size = min(args.batch_size, len(train_set))  # fewer photos than a batch: one batch of all
+    sampler = EpochSampler(len(train_set), seed=args.seed)
+    loader = torch.utils.data.DataLoader(
+        SeededSamples(train_set), batch_size=batch_size, sampler=sampler, drop_last=True,
+        num_workers=args.num_workers, pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals,
+        generator=torch.Generator())  # its own generator: an epoch's iterator draws nothing from the global one
 
-    seed_everything(args.seed)
+    rng.seed_all(args.seed)
     model = build_segmenter(args.arch, config, input_size=(args.crop_size, args.crop_size))
     model.to(device)  # before the optimizer exists: a resumed optimizer state follows the parameters' device
-    steps_per_epoch = max(1, len(train_set) // min(args.batch_size, len(train_set)))
-    total_steps = steps_per_epoch * args.epochs
+    total_steps = len(train_set) // batch_size * args.n_epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps) ** 0.9)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling
     settings = {"arch": args.arch, "config": asdict(config), "dataroot": str(dataroot.resolve()),
-                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                "epochs": args.n_epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "weight_decay": args.weight_decay, "crop_size": args.crop_size, "load_size": args.load_size,
                 "seed": args.seed, "pretrained_backbone": args.pretrained_backbone}
     dataset_name = dataroot.resolve().parent.name if dataroot.name == "pix2pix" else dataroot.resolve().name
     trained_on = {"dataroot": str(dataroot.resolve()), "name": dataset_name,
                   "train_frames": len(train_set), "val_frames": len(val_set)}
-    return Training(model, train_set, val_set, optimizer, schedule, scaler, settings, trained_on, dict(settings),
-                    CLASS_NAMES, steps_per_epoch, device, amp)
+    return Training(model, train_set, sampler, loader, val_set, optimizer, schedule, settings, trained_on,
+                    dict(settings), CLASS_NAMES, batch_size, device, amp)
 
 
-def resume_or_start(args: argparse.Namespace, job: Training, partial: Path) -> Start:
-    """With ``--resume`` and a resume file: its weights and optimizer state loaded into ``job`` (EvalError
-    if it was trained with other settings); else a fresh start (ImageNet backbone if asked)."""
-    if args.resume and partial.is_file():
-        state = read_segmenter_file(partial, args.arch)
-        saved = state["train_state"]["settings"]
-        changed = [k for k in job.settings if saved.get(k) != job.settings[k]]
-        if changed:
-            raise EvalError(f"{partial}: was trained with different settings ({', '.join(changed)}); "
-                            f"remove it or drop --resume to start over")
-        train_state = state["train_state"]
-        job.model.load_state_dict(state["state_dict"])
-        job.optimizer.load_state_dict(train_state["optimizer"])
-        job.schedule.load_state_dict(train_state["schedule"])
-        job.scaler.load_state_dict(train_state["scaler"])
-        start = Start(train_state["epoch"], train_state.get("batch", 0), train_state.get("rng"), train_state["step"],
-                      state["metadata"]["training"].get("backbone"))
-        within = f" (after batch {start.batch}/{job.steps_per_epoch})" if start.batch else ""
-        print(f"resuming {partial} at epoch {start.epoch}/{args.epochs}{within}")
-        return start
-    if args.resume:
-        print(f"no resume file {partial}; training from the start")
-    elif partial.is_file():
-        print(f"--overwrite: starting over ({partial}, an unfinished training, is replaced after an epoch)")
+def resume_from(latest: Path, job: Training) -> Position:
+    """Weights, AdamW, schedule and random streams from ``latest`` (EvalError if it was trained with
+    other settings); returns where it stopped."""
+    state = read_segmenter_file(latest, job.settings["arch"])
+    saved = state.get("train_state")
+    if saved is None:
+        raise EvalError(f"{latest}: holds no training state; pass --overwrite to start over")
+    changed = [k for k in job.settings if saved["settings"].get(k) != job.settings[k]]
+    if changed:
+        raise EvalError(f"{latest}: was trained with different settings ({', '.join(changed)}); give the same "
+                        f"options to --resume, or --overwrite to start over")
+    job.model.load_state_dict(state["state_dict"])
+    job.optimizer.load_state_dict(saved["optimizer"])
+    job.schedule.load_state_dict(saved["schedule"])
+    rng.restore(saved["rng"], job.device)
+    job.training["backbone"] = state["metadata"]["training"].get("backbone")
+    position = Position(saved["epoch"], saved["epoch_step"], saved["step"])
+    print(f"resuming {latest} at {position.describe(job)}")
+    return position
+
+
+def initialise_backbone(args: argparse.Namespace, job: Training) -> None:
+    """ImageNet weights for the backbone with --pretrained-backbone (else, or without any, from scratch)."""
     backbone = None
     if args.pretrained_backbone:
         backbone = job.model.load_imagenet(allow_download=True)
@@ -348,36 +323,67 @@ def resume_or_start(args: argparse.Namespace, job: Training, partial: Path) -> S
                   f"training from scratch")
         else:
             print(f"backbone initialised from {backbone}")
-    return Start(backbone=backbone)
+    job.training["backbone"] = backbone or "random initialisation"
 
 
-def train_epochs(args: argparse.Namespace, job: Training, start: Start, partial: Path, signals, bar) -> None:
-    """The epochs from ``start`` on; the resume file ``partial`` rewritten after each one, and after the
-    step where ``signals`` got a stop request (the loop then ends)."""
-    step = start.step
-    for epoch in range(start.epoch, args.epochs):
+def train_one_epoch(job: Training, position: Position, signals: StopSignals, bar) -> None:
+    """The rest of the epoch ``position`` is in (its sampler set to start there); stops after the current
+    step when ``signals`` holds a stop request.
+
+    The progress bar shows the mean loss of the last ``LOSS_READ_EVERY`` steps (and of the epoch's last
+    few), so the host waits for the device that rarely."""
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=255)
+    job.model.train()
+    loss_sum, losses = torch.zeros((), device=job.device), 0  # read back every LOSS_READ_EVERY steps only
+    for batch in job.loader:
+        photos = jitter_colors(batch["target"], jitter_generator(job.settings["seed"], position.step))
+        photos = photos.to(job.device, non_blocking=True)
+        labels = batch["label"].to(job.device, non_blocking=True)
+        with autocast(job.device, job.amp):
+            loss = criterion(job.model(photos).float(), labels)
+        job.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        job.optimizer.step()
+        job.schedule.step()
+        position.step, position.epoch_step = position.step + 1, position.epoch_step + 1
+        bar.update(1)
+        loss_sum += loss.detach()
+        losses += 1
+        stopping = signals.requested is not None
+        if losses == LOSS_READ_EVERY or position.epoch_step == job.steps_per_epoch or stopping:
+            bar.set_postfix({"epoch": position.epoch + 1, "loss": float(loss_sum) / losses})  # waits for the device
+            loss_sum, losses = torch.zeros((), device=job.device), 0
+        if stopping:
+            break
+
+
+def save_latest(latest: Path, job: Training, position: Position, signals: StopSignals) -> None:
+    """The segmenter with its complete training state at ``position`` to ``latest``."""
+    train_state = {"settings": job.settings, "optimizer": job.optimizer.state_dict(),
+                   "schedule": job.schedule.state_dict(), "rng": rng.capture(job.device), **asdict(position)}
+    with signals.saving(latest):
+        save_segmenter(latest, job.model, job.metadata(None), {"train_state": train_state})
+    signals.safe_note = f"{latest} holds {position.describe(job)}"
+
+
+def train_epochs(args: argparse.Namespace, job: Training, position: Position, run: RunFolder,
+                 signals: StopSignals, bar) -> None:
+    """The epochs from ``position`` on; latest.pt rewritten after each one, and after the step where
+    ``signals`` got a stop request (the loop then ends)."""
+    while position.epoch < args.n_epochs:
+        job.sampler.set_epoch(position.epoch, start=position.epoch_step * job.batch_size)
+        train_one_epoch(job, position, signals, bar)
+        if position.epoch_step >= job.steps_per_epoch:  # the epoch is complete
+            position.epoch, position.epoch_step = position.epoch + 1, 0
+            if args.val_every and position.epoch % args.val_every == 0 and position.epoch < args.n_epochs:
+                job.model.eval()
+                scores = val_scores(job.model, job.val_set, job.device, args.batch_size, job.amp)
+                print(f"epoch {position.epoch}: val {format_scores(scores)}")
+        save_latest(run.path / "latest.pt", job, position, signals)
+        if not run.committed:
+            run.commit()  # a run this one replaces (--overwrite) goes once this one has saved
         if signals.requested:
             break
-        seed_everything(args.seed * 100_003 + epoch)  # a resumed epoch replays the same data and noise
-        first = epoch == start.epoch
-        step, done, epoch_rng = train_one_epoch(job.model, job.train_set, args, epoch, job.optimizer, job.schedule,
-                                                job.scaler, job.device, job.amp, bar, step,
-                                                start.batch if first else 0, start.rng if first else None, signals)
-        complete = done >= job.steps_per_epoch
-        if complete and args.val_every and (epoch + 1) % args.val_every == 0 and epoch + 1 < args.epochs:
-            job.model.eval()
-            scores = val_scores(job.model, job.val_set, job.device, args.batch_size, job.amp)
-            print(f"epoch {epoch + 1}: val {format_scores(scores)}")
-        train_state = {"settings": job.settings, "optimizer": job.optimizer.state_dict(),
-                       "schedule": job.schedule.state_dict(), "scaler": job.scaler.state_dict(),
-                       "epoch": epoch + 1 if complete else epoch, "batch": 0 if complete else done, "step": step}
-        if not complete:
-            train_state["rng"] = epoch_rng
-        with signals.saving(partial):
-            save_segmenter(partial, job.model, job.metadata(None), {"train_state": train_state})
-        where = f"epoch {epoch + 1}/{args.epochs} " + (f"up to batch {done}/{job.steps_per_epoch}" if not complete
-                                                        else "complete")
-        signals.safe_note = f"{partial} holds {where}"
 
 
 def score_and_save(args: argparse.Namespace, job: Training, out: Path, signals, seconds: float) -> None:
@@ -391,45 +397,60 @@ def score_and_save(args: argparse.Namespace, job: Training, out: Path, signals, 
         save_segmenter(out, job.model, job.metadata(scores))
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Train (or resume) the segmenter of ``args``, score it, save it; returns its path."""
-    out = Path(args.out) if args.out else default_path(args.arch)
-    validate(args, out)
+def run_training(args: argparse.Namespace, out: Path, run: RunFolder, signals: StopSignals, command: str) -> None:
+    """Claim the run folder, train (or resume) in it, score, save ``out``, delete the run folder."""
+    run.claim(args.resume, args.overwrite)
     device = resolve_device(args.device)
     amp = args.amp and amp_dtype(device) is not None
     if args.amp and not amp:
         print(f"--amp ignored: {device} has no native bf16")
     dataroot = default_dataroot() if args.dataroot is None else Path(args.dataroot)
-    partial = resume_path(out)
-    if args.resume and not partial.is_file() and out.is_file():
-        read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
-        print(f"{out}: already trained (no resume file {partial.name}); nothing to do")
-        return out
-
     job = build_training(args, dataroot, device, amp)
-    start = resume_or_start(args, job, partial)
-    job.training["backbone"] = start.backbone or "random initialisation"
+    latest = run.path / "latest.pt"
+    if args.resume:
+        position = resume_from(latest, job)
+        signals.safe_note = f"{latest} holds {position.describe(job)}"
+    else:
+        initialise_backbone(args, job)
+        position = Position()
+    run_dir = run.start()  # options, data and model are fine: the run takes its folder
+    write_json(run_dir / "options.json", vars(args), sort_keys=True)
     print(f"training {job.model.display_name} ({sum(p.numel() for p in job.model.parameters()) / 1e6:.2f} M "
-          f"parameters) on {len(job.train_set)} photos of {dataroot} at {args.crop_size}x{args.crop_size}, {device}")
+          f"parameters) on {len(job.train_set)} photos of {dataroot} at {args.crop_size}x{args.crop_size}, "
+          f"{device}, in {run_dir}")
 
     started = time.monotonic()
-    bar = progress(total=job.total_steps, initial=start.step, desc=f"train {args.arch}", unit="step")
-    saved_note = f"{partial} holds the state it was resumed from" if start.step else f"{partial} was not written"
-    with StopSignals(saved_note) as signals:
-        train_epochs(args, job, start, partial, signals, bar)
-        bar.close()
-        if signals.requested:
-            raise Stopped(f"interrupted by {signal_name(signals.requested)}: {signals.safe_note}; continue with "
-                          f"the same command and --resume", signals.requested)
-        score_and_save(args, job, out, signals, time.monotonic() - started)
-    if partial.is_file():
-        partial.unlink()
+    bar = progress(total=job.total_steps, initial=position.step, desc=f"train {args.arch}", unit="step")
+    train_epochs(args, job, position, run, signals, bar)
+    bar.close()
+    if signals.requested:
+        raise Stopped(f"interrupted by {signal_name(signals.requested)}: {latest} holds {position.describe(job)}; "
+                      f"continue with {command}", signals.requested)
+    score_and_save(args, job, out, signals, time.monotonic() - started)
+    shutil.rmtree(run_dir)  # the segmenter file holds what is worth keeping
+
+
+def train(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
+    """Train (or resume) the segmenter of ``args`` (parsed from ``argv``), score it, save it; returns its path.
+
+    Its run folder is locked while it trains; an old run replaced by --overwrite is only deleted once the
+    new run has saved its latest.pt (common.run_folder)."""
+    out = Path(args.out) if args.out else default_path(args.arch)
+    validate(args, out)
+    run = RunFolder(run_path(out))
+    if args.resume and not (run.path / "latest.pt").is_file() and out.is_file():
+        read_segmenter_file(out, args.arch)  # a finished segmenter of this architecture
+        print(f"{out}: already trained (no unfinished run in {run.path}); nothing to do")
+        return out
+    command = resume_command(sys.argv[1:] if argv is None else list(argv))
+    with StopSignals("no latest.pt was written") as signals, run.in_use():
+        run_training(args, out, run, signals, command)
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_main(lambda: f"wrote segmenter {train(args)}")
+    return run_main(lambda: f"wrote segmenter {train(args, argv)}")
 
 
 if __name__ == "__main__":

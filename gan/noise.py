@@ -9,7 +9,7 @@ pair at a time (batch size 1, as training sees them). With ḡ = (1/M)·Σ g_i:
 
 The direction an optimizer feeds its update is d_i = g_i + o, with the same offset o for every sample:
 o = weight_decay·w + c·(w − w_t) for TRAdam/TRSGD (c and the anchor w_t of the next step, see
-:mod:`gan.optim`; o = weight_decay·w at k = 0, where the anchor becomes w), o = weight_decay·w for
+:mod:`tralgo`; o = weight_decay·w at k = 0, where the anchor becomes w), o = weight_decay·w for
 Adam/SGD. o leaves V unchanged and moves the mean, so
 
     r_d = V / ‖ḡ + o‖²                     direction noise ratio

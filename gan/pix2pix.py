@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.distributed import wrap_ddp
 from gan.losses import GANLoss
 from gan.networks import build_discriminator, build_generator
-from gan.optim import TRAdam, TRSGD
+from tralgo import TRAdam, TRSGD
 
 OPTIMIZERS = ("adam", "tradam", "sgd", "trsgd")
 
@@ -167,3 +168,23 @@ class Pix2Pix:
         self.netD.load_state_dict(state["netD"])
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
+
+
+def wrap_for_training(pix2pix: Pix2Pix, device: torch.device, *, channels_last: bool = False,
+                      distributed: bool = False, sync_batchnorm: bool = False, compile: bool = False) -> None:
+    """Set the modules a step runs: channels_last, DistributedDataParallel (under torchrun), torch.compile."""
+    G, D = pix2pix.netG, pix2pix.netD
+    if channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    if distributed:
+        if sync_batchnorm:
+            G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
+        G = wrap_ddp(G, device)
+        # D runs twice (fake, real) before its backward: broadcasting its buffers before the second
+        # forward modifies batch-norm statistics the first one saved (an autograd error on torch >= 2.6
+        # before the upstream fix). D trains in training mode only, where they are not used; they are
+        # broadcast when training ends.
+        D = wrap_ddp(D, device, sync_buffers_each_forward=False)
+    if compile:
+        G, D = torch.compile(G), torch.compile(D)
+    pix2pix.wrap(G, D)

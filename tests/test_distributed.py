@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-import train
-from gan import distributed
+from gan.monitor import sample_grid
+from common import distributed
 from gan.networks import build_generator
 
 
@@ -32,9 +32,9 @@ def test_sample_grid_under_syncbatch_communicates_with_no_one(monkeypatch):
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(build_generator("unet_32", ngf=8))
     synced.load_state_dict(plain.state_dict())
     frames = {"input": torch.rand(2, 3, 32, 32) * 2 - 1, "target": torch.rand(2, 3, 32, 32) * 2 - 1}
-    expected = train.sample_grid(plain, frames, seed=1)
+    expected = sample_grid(plain, frames, seed=1)
     collectives = pretend_two_ranks(monkeypatch)
-    grid = train.sample_grid(synced, frames, seed=1)
+    grid = sample_grid(synced, frames, seed=1)
     assert collectives == []
     assert torch.equal(grid, expected)
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())  # the model itself is untouched

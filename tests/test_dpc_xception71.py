@@ -420,7 +420,7 @@ def test_evaluate_scores_table_3_with_it(tiny, synthetic_root, tmp_path, protoco
     out = tmp_path / "results"
     assert evaluate.main(["--images", str(images), "--dataroot", str(synthetic_root), "--segmenters", "dpc_xception71",
                           "--segmenter-dir", str(segmenters), "--protocol", protocol, "--out", str(out),
-                          "--device", "cpu", "--checkpoints", str(tmp_path / "none")]) == 0
+                          "--device", "cpu", "--checkpoints-dir", str(tmp_path / "none")]) == 0
     entry = json.loads((out / "results.json").read_text())["segmenters"][0]
     assert entry["table"] == "Table 3" and entry["arch"] == "dpc_xception71"
     assert "DPC Xception-71 (DeepLab" in entry["title"] and "DeepLab's model-zoo network" in entry["title"]

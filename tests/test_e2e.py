@@ -19,7 +19,7 @@ def run(*args, cwd):
 
 def test_pipeline_from_data_to_tables(tmp_path):
     data = tmp_path / "data"
-    out = run("-m", "data.synthetic", "--out", str(data), "--train", "6", "--val", "4", "--size", "64",
+    out = run("-m", "data.synthetic", "--out", str(data), "--train-frames", "6", "--val-frames", "4", "--size", "64",
               "--seed", "1", cwd=REPO)
     root = data / "pix2pix"
     assert (root / "index.json").is_file() and str(data) in out
@@ -41,7 +41,7 @@ def test_pipeline_from_data_to_tables(tmp_path):
         "--config", "decoder_channels=16", "--out", str(segmenters / "deeplabv3plus_xception71.pt"), *seg, cwd=REPO)
 
     results = tmp_path / "results"
-    out = run(str(REPO / "evaluate.py"), "--checkpoints", str(ckpt), "--out", str(results), "--batch-size", "2",
+    out = run(str(REPO / "evaluate.py"), "--checkpoints-dir", str(ckpt), "--out", str(results), "--batch-size", "2",
               cwd=tmp_path)
     assert "Table 2" in out and "Table 3" in out
     for row in ("| Adam", "| TRAdam", "| Ground truth"):

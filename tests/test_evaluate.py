@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import evaluate
+import train
 from eval.segmenters import build_segmenter, load_segmenter, save_segmenter, segmenter_metadata
 from common.checkpoint import save_atomic
 from gan.networks import build_generator
@@ -73,7 +74,7 @@ def evaluated(synthetic_root, tmp_path_factory):
     for arch in SEGMENTERS:
         make_segmenter(checkpoints / "segmenters", arch, synthetic_root)
     out = base / "results"
-    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints", str(checkpoints), "--out", str(out),
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints-dir", str(checkpoints), "--out", str(out),
                            "--device", "cpu", "--batch-size", "2"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -147,7 +148,7 @@ def test_images_and_generator_options_reproduce_the_run_scores(evaluated, tmp_pa
     out, checkpoints, root = evaluated["out"], evaluated["checkpoints"], evaluated["root"]
     report = json.loads((out / "results.json").read_text())
     expected = {s["label"]: s["scores"]["class_iou"] for s in report["segmenters"][0]["image_sets"]}
-    common = ["--checkpoints", str(checkpoints), "--segmenters", "fcn8s", "--device", "cpu"]
+    common = ["--checkpoints-dir", str(checkpoints), "--segmenters", "fcn8s", "--device", "cpu"]
 
     assert evaluate.main(common + ["--images", str(out / "adam_seed1" / "images"), "--dataroot", str(root),
                                    "--out", str(tmp_path / "a")]) == 0
@@ -185,22 +186,22 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
     mine = tmp_path / "checkpoints"
     shutil.copytree(checkpoints / "segmenters", mine / "segmenters")
     (mine / "empty_run").mkdir()
-    err = _error(["--checkpoints", str(mine), "--out", str(tmp_path / "o"), "--runs", "empty_run"], capsys)
+    err = _error(["--checkpoints-dir", str(mine), "--out", str(tmp_path / "o"), "--runs", "empty_run"], capsys)
     assert f"{mine / 'empty_run'}: empty run folder" in err
-    assert evaluate.main(["--checkpoints", str(mine)]) == 2  # without --runs it is skipped: no runs left
+    assert evaluate.main(["--checkpoints-dir", str(mine)]) == 2  # without --runs it is skipped: no runs left
     captured = capsys.readouterr()
     assert f"skipping {mine / 'empty_run'}: no checkpoint yet" in captured.out and "no training runs" in captured.err
     (mine / "empty_run").rmdir()
 
     no_segmenters = tmp_path / "bare"
     make_run(no_segmenters, "run", "adam", 0, True, root)
-    err = _error(["--checkpoints", str(no_segmenters)], capsys)
+    err = _error(["--checkpoints-dir", str(no_segmenters)], capsys)
     assert "fcn8s.pt: segmenter weights not found" in err and "python -m eval.train_segmenter --arch fcn8s" in err
 
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     shutil.copy(checkpoints / "segmenters" / "fcn8s.pt", wrong / "deeplabv3plus_xception71.pt")
-    err = _error(["--checkpoints", str(checkpoints), "--segmenter-dir", str(wrong),
+    err = _error(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(wrong),
                   "--segmenters", "deeplabv3plus_xception71"], capsys)
     assert "holds a fcn8s segmenter, expected deeplabv3plus_xception71" in err
 
@@ -208,10 +209,10 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
     shutil.copytree(out / "adam_seed0" / "images", partial)
     missing = sorted(partial.glob("*.png"))[0]
     missing.unlink()
-    err = _error(["--checkpoints", str(checkpoints), "--images", str(partial), "--dataroot", str(root)], capsys)
+    err = _error(["--checkpoints-dir", str(checkpoints), "--images", str(partial), "--dataroot", str(root)], capsys)
     assert f"{partial}: 1 of 3 val frames have no <frame>.png ({missing.stem})" in err
 
-    assert "not found" in _error(["--checkpoints", str(checkpoints), "--generator", str(tmp_path / "nope.pt")],
+    assert "not found" in _error(["--checkpoints-dir", str(checkpoints), "--generator", str(tmp_path / "nope.pt")],
                                  capsys)
 
 
@@ -229,7 +230,7 @@ def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, 
     segmenters = tmp_path / "segmenters"
     assert import_main(["fcn8s_caffe", str(caffemodel), "--out", str(segmenters / "fcn8s_caffe.pt")]) == 0
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints", str(checkpoints), "--segmenter-dir",
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints-dir", str(checkpoints), "--segmenter-dir",
                            str(segmenters), "--segmenters", "fcn8s_caffe", "--protocol", "fullres", "--out", str(out),
                            "--device", "cpu", "--batch-size", "2"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
@@ -269,7 +270,7 @@ def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, 
     assert f"adam_seed1 {sources['adam_seed1'][2]}" in proc.stdout  # the channel-20 count under the table
 
     # --fast-hist: the reference script's histogram and scores, dropped frames reported
-    assert evaluate.main(["--checkpoints", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters",
+    assert evaluate.main(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters",
                           "fcn8s_caffe", "--protocol", "fullres", "--fast-hist", "--images",
                           str(out / "adam_seed1" / "images"), "--dataroot", str(root), "--out",
                           str(tmp_path / "fast"), "--device", "cpu"]) == 0
@@ -288,7 +289,7 @@ def test_runs_without_a_checkpoint_are_skipped(evaluated, tmp_path, capsys):
     make_run(checkpoints, "adam_seed0", "adam", 0, True, root)
     starting = make_run(checkpoints, "tradam_seed0", "tradam", 0, True, root)
     (starting / "latest.pt").unlink()  # a run that has written its options but no checkpoint yet
-    argv = ["--checkpoints", str(checkpoints), "--segmenters", "fcn8s", "--max-frames", "1", "--device", "cpu",
+    argv = ["--checkpoints-dir", str(checkpoints), "--segmenters", "fcn8s", "--max-val-frames", "1", "--device", "cpu",
             "--out", str(tmp_path / "out")]
     assert evaluate.main(argv) == 0
     assert f"skipping {starting}: no checkpoint yet" in capsys.readouterr().out
@@ -305,7 +306,7 @@ def test_nonfinite_generators_and_segmenters_are_refused(evaluated, tmp_path, ca
     state["netG"][name][0] = float("inf")  # what a diverged run's batch norm holds
     diverged = tmp_path / "diverged.pt"
     torch.save(state, diverged)
-    err = _error(["--checkpoints", str(checkpoints), "--generator", str(diverged), "--dataroot", str(root),
+    err = _error(["--checkpoints-dir", str(checkpoints), "--generator", str(diverged), "--dataroot", str(root),
                   "--segmenters", "fcn8s", "--out", str(tmp_path / "a")], capsys)
     assert err.startswith(f"error: {diverged}: the generator holds non-finite values ({name})")
 
@@ -315,24 +316,48 @@ def test_nonfinite_generators_and_segmenters_are_refused(evaluated, tmp_path, ca
     first = next(iter(obj["state_dict"]))
     obj["state_dict"][first].fill_(float("nan"))
     torch.save(obj, segmenters / "fcn8s.pt")
-    err = _error(["--checkpoints", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters", "fcn8s",
+    err = _error(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters", "fcn8s",
                   "--out", str(tmp_path / "b")], capsys)
     assert err.startswith(f"error: {segmenters / 'fcn8s.pt'}: the segmenter holds non-finite values ({first})")
 
 
+def test_former_spellings_still_work_with_a_one_line_note(evaluated, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert evaluate.main(["--checkpoints", str(evaluated["checkpoints"]), "--max-frames", "1", "--runs", "adam_seed0",
+                          "--segmenters", "fcn8s", "--device", "cpu", "--out", str(out)]) == 0
+    assert capsys.readouterr().err.splitlines() == ["note: --checkpoints is now spelled --checkpoints-dir",
+                                                    "note: --max-frames is now spelled --max-val-frames"]
+    report = json.loads((out / "results.json").read_text())
+    assert [s["label"] for s in report["segmenters"][0]["image_sets"]] == ["adam_seed0"]
+    assert {d["frames"] for d in report["datasets"].values()} == {1}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_device_cuda_n_is_a_device_name_with_the_error_train_py_gives(evaluated, tmp_path, capsys):
+    err = _error(["--checkpoints-dir", str(evaluated["checkpoints"]), "--device", "cuda:0",
+                  "--out", str(tmp_path / "out")], capsys)
+    assert err == "error: --device cuda:0: no CUDA device is available"
+    assert train.main(["--dataroot", str(evaluated["root"]), "--checkpoints-dir", str(tmp_path / "runs"),
+                       "--device", "cuda:0"]) == 2
+    assert capsys.readouterr().err.strip() == err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("extra,message", [
-    (["--max-frames", "0"], "--max-frames"),
+    (["--max-val-frames", "0"], "--max-val-frames"),
     (["--batch-size", "0"], "--batch-size"),
     (["--size", "-64"], "--size"),
     (["--figure-frames", "-2"], "--figure-frames"),
     (["--out", "FILE"], "exists and is not a folder"),
+    (["--device", "tpu"], "--device tpu: expected auto, cpu, cuda or cuda:N"),
+    (["--seed", "-1"], "--seed must be in [0, 2^31), got -1"),
 ])
 def test_every_option_is_checked_before_any_work(evaluated, tmp_path, capsys, extra, message):
     a_file = tmp_path / "results.txt"
     a_file.write_text("not a folder")
     extra = [str(a_file) if value == "FILE" else value for value in extra]
     out = ["--out", str(tmp_path / "out")] if "--out" not in extra else []
-    err = _error(["--checkpoints", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
+    err = _error(["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
                   *out, *extra], capsys)
     assert message in err
     assert not (tmp_path / "out").exists() and a_file.read_text() == "not a folder"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gan.noise import GradientMoments, direction_offset, gradient_noise, probe_generator_noise
-from gan.optim import TRAdam
+from tralgo import TRAdam
 from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix
 
 

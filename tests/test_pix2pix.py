@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.pix2pix import OPTIMIZERS, ModelConfig, OptimConfig, Pix2Pix, build_optimizer
-from gan.optim import TRAdam, TRSGD
+from tralgo import TRAdam, TRSGD
 
 
 def reference_step(G, D, opt_G, opt_D, a, b):

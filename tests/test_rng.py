@@ -74,12 +74,3 @@ def test_cpu_python_and_numpy_streams_continue():
     rng.restore(state, torch.device("cpu"))
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
     assert np.random.rand() == expected[2]
-
-
-def test_checkpoints_with_one_state_per_visible_gpu_still_restore(monkeypatch):
-    process = FakeCudaRng(visible=2, process=0)
-    process.install(monkeypatch)
-    old = dict(rng.capture(torch.device("cpu")), cuda=[torch.tensor([5, 0], dtype=torch.uint8),
-                                                      torch.tensor([5, 1], dtype=torch.uint8)])
-    rng.restore(old, torch.device("cuda", 1))
-    assert torch.equal(process.states[1], torch.tensor([5, 1], dtype=torch.uint8))

@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+import evaluate
+import train
 from eval import study
 from eval.statistics import paired_difference
 
@@ -35,7 +37,7 @@ def test_analysis_pairs_by_seed_on_known_numbers():
 def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys):
     out = tmp_path / "report"
     code = study.main(["--preset", "quick", "--arms", "adam", "tradam", "--seeds", "0", "1",
-                       "--dataroot", str(synthetic_root), "--checkpoints", str(tmp_path / "runs"),
+                       "--dataroot", str(synthetic_root), "--checkpoints-dir", str(tmp_path / "runs"),
                        "--out", str(out), "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     for name in ("study.md", "study.json", "learning_curves.png", "noise.png"):
@@ -57,7 +59,7 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys):
     assert "Paired differences to Adam" in text and "Ground truth" in text
     # A second call reuses every run and scorer.
     assert study.main(["--preset", "quick", "--arms", "adam", "tradam", "--seeds", "0", "1",
-                       "--dataroot", str(synthetic_root), "--checkpoints", str(tmp_path / "runs"),
+                       "--dataroot", str(synthetic_root), "--checkpoints-dir", str(tmp_path / "runs"),
                        "--out", str(out), "--device", "cpu"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
@@ -75,3 +77,28 @@ def test_the_demo_study_scores_with_the_demo_scorers():
     from eval import train_segmenter
     assert study.PRESETS["demo"]["segmenters"] == {arch: ["--preset", "demo"]
                                                   for arch in train_segmenter.PRESETS["demo"]}
+
+
+def test_the_commands_it_runs_take_the_options_it_passes(tmp_path, monkeypatch):
+    config = study.StudyConfig(checkpoints_dir=str(tmp_path / "runs"), device="cuda:1", dataroot="data")
+    run = train.parse_args(study.train_options(config, study.make_arms(2e-4, 0.999)["tradam"], 3))
+    assert (run.checkpoints_dir, run.device, run.seed, run.dataroot) == (config.checkpoints_dir, "cuda:1", 3, "data")
+    commands = []
+
+    def run_command(args):
+        commands.append(args)
+        (tmp_path / "results.json").write_text("{}")
+    monkeypatch.setattr(study, "run_command", run_command)
+    study.evaluate_generators(config, [tmp_path / "g.pt"], ["adam_seed0"], tmp_path, ["fcn8s"])
+    scored = evaluate.parse_args(commands[0][1:])
+    assert (scored.checkpoints_dir, scored.device, scored.runs, scored.generator, scored.segmenters) == (
+        config.checkpoints_dir, "cuda:1", ["adam_seed0"], [str(tmp_path / "g.pt")], ["fcn8s"])
+    assert scored.segmenter_dir == str(tmp_path / "runs" / "segmenters")
+
+
+def test_former_checkpoints_spelling_and_device_names(tmp_path, capsys):
+    assert study.parse_args(["--checkpoints", "runs"]).checkpoints_dir == "runs"
+    assert capsys.readouterr().err == "note: --checkpoints is now spelled --checkpoints-dir\n"
+    assert study.main(["--device", "tpu", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "error: --device tpu: expected auto, cpu, cuda or cuda:N\n"
+    assert not (tmp_path / "out").exists()

@@ -175,14 +175,23 @@ def test_default_dataset_is_generated_once_and_reused(tmp_path, monkeypatch, cap
 
 def test_command_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "data.synthetic", "--out", str(tmp_path), "--train", "2", "--val", "1",
-               "--seed", "3", "--size", "32"]
+    command = [sys.executable, "-m", "data.synthetic", "--out", str(tmp_path), "--train-frames", "2",
+               "--val-frames", "1", "--seed", "3", "--size", "32"]
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("wrote 2 train / 1 val")
     assert len(AlignedDataset(tmp_path / "pix2pix", "train", load_size=36, crop_size=32)) == 2
     run = subprocess.run(command[:-1] + ["48"], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 2 and run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+    run = subprocess.run(command[:-3] + ["-3", "--size", "32"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 2 and run.stderr.strip() == "error: --seed must be in [0, 2^31), got -3"
+
+
+def test_former_spellings_of_the_frame_counts_still_work_with_a_note(tmp_path, capsys):
+    assert synthetic.main(["--out", str(tmp_path), "--train", "2", "--val", "1", "--size", "32"]) == 0
+    assert capsys.readouterr().err.splitlines()[:2] == ["note: --train is now spelled --train-frames",
+                                                        "note: --val is now spelled --val-frames"]
+    assert len(AlignedDataset(tmp_path / "pix2pix", "train", load_size=36, crop_size=32)) == 2
 
 
 def test_a_cached_dataset_is_reused_without_loading_the_renderer(tmp_path, monkeypatch):

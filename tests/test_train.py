@@ -16,6 +16,8 @@ import pytest
 import torch
 
 import train
+from gan.schedule import lr_factor
+from gan.train_options import build_configs, parse_args
 from common.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,11 +117,11 @@ def assert_same_state(a: dict, b: dict):
 
 
 def test_lr_factor_decays_linearly_to_a_small_nonzero_value():
-    assert train.lr_factor(0, 100, 100) == 1.0
-    assert train.lr_factor(99, 100, 100) == 1.0
-    assert train.lr_factor(100, 100, 100) == pytest.approx(1 - 1 / 101)
-    assert train.lr_factor(199, 100, 100) == pytest.approx(1 / 101)
-    assert train.lr_factor(199, 100, 100) > 0
+    assert lr_factor(0, 100, 100) == 1.0
+    assert lr_factor(99, 100, 100) == 1.0
+    assert lr_factor(100, 100, 100) == pytest.approx(1 - 1 / 101)
+    assert lr_factor(199, 100, 100) == pytest.approx(1 / 101)
+    assert lr_factor(199, 100, 100) > 0
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -360,7 +362,8 @@ torch.autograd._unsafe_preserve_version_counter = lambda tensors: contextlib.nul
 import train
 rank = int(os.environ["RANK"])
 {extra}
-args = train.parse_args(sys.argv[1:])
+from gan.train_options import parse_args
+args = parse_args(sys.argv[1:])
 model = train.train(args)
 torch.save({{"G": model.netG.state_dict(), "D": model.netD.state_dict()}}, {out!r} + f"/rank{{rank}}.pt")
 """
@@ -456,8 +459,8 @@ def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
     p.grad = torch.randn(8, 4, 3, 3)  # contiguous gradient of a channels_last parameter
     expected = w - 0.1 * torch.sign(p.grad)  # Adam's first step moves each weight by lr against its gradient
     for optim in ("adam", "sgd", "tradam", "trsgd"):
-        args = train.parse_args(["--optim", optim, "--channels-last"])
-        config = train.build_configs(args, torch.device("cpu"))[1]
+        args = parse_args(["--optim", optim, "--channels-last"])
+        config = build_configs(args, torch.device("cpu"))[1]
         if optim == "adam":
             q = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
             q.grad = p.grad.clone()
@@ -466,7 +469,7 @@ def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
             build_optimizer([q], config).step()
             torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-4)
         assert config.fused is (False if optim in ("adam", "sgd") else None)
-        assert train.build_configs(args, torch.device("cuda", 0))[1].fused is None
+        assert build_configs(args, torch.device("cuda", 0))[1].fused is None
 
 
 def test_noise_probes_are_logged_and_leave_the_trajectory_unchanged(synthetic_root, tmp_path):

@@ -1,6 +1,8 @@
 """Training a segmenter on tiny synthetic photos: beats chance, saves metadata, resumes exactly (also after
 SIGTERM), never overwrites a segmenter by accident, checks its options."""
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from PIL import Image
 import eval.train_segmenter as ts
 from eval.segmenters import load_segmenter, read_segmenter_file
 
-TINY = ["--arch", "fcn8s", "--config", "width_mult=0.0625", "--config", "batch_norm=true", "--workers", "0",
+TINY = ["--arch", "fcn8s", "--config", "width_mult=0.0625", "--config", "batch_norm=true", "--num-workers", "0",
         "--crop-size", "64", "--load-size", "72", "--batch-size", "4"]
 REPO = Path(__file__).resolve().parents[1]
 # eval.train_segmenter in a process of its own whose batches take 0.3 s; $MARKS/batch<n> marks the n-th batch.
@@ -49,12 +51,12 @@ def majority_baseline(root):
 
 def test_a_few_steps_beat_chance_and_save_everything(synthetic_root, tmp_path, capsys):
     out = tmp_path / "fcn8s.pt"
-    assert ts.main(TINY + ["--dataroot", str(synthetic_root), "--out", str(out), "--epochs", "30",
+    assert ts.main(TINY + ["--dataroot", str(synthetic_root), "--out", str(out), "--n-epochs", "30",
                            "--lr", "3e-3", "--pretrained-backbone"]) == 0
     printed = capsys.readouterr().out
     assert "training from scratch" in printed  # no ImageNet weights for a width-scaled VGG16
     assert f"wrote segmenter {out}" in printed
-    assert not ts.resume_path(out).exists()
+    assert not ts.run_path(out).exists()
 
     model, meta = load_segmenter(out, "fcn8s")
     pixel_chance, class_chance = majority_baseline(synthetic_root)
@@ -84,7 +86,7 @@ def test_a_segmenter_trained_above_the_data_size_scores_the_photos_at_the_data_s
     labels (the ground-truth row evaluate.py prints), the network seeing them at 96 px."""
     out = tmp_path / "fcn8s.pt"
     args = [*TINY, "--crop-size", "96", "--load-size", "104", "--dataroot", str(synthetic_root),
-            "--out", str(out), "--epochs", "2"]
+            "--out", str(out), "--n-epochs", "2"]
     assert ts.main(args) == 0
     model, meta = load_segmenter(out, "fcn8s")
     assert meta["train_resolution"] == [96, 96]
@@ -102,15 +104,15 @@ def test_a_segmenter_trained_above_the_data_size_scores_the_photos_at_the_data_s
 
 
 def test_resume_continues_the_same_trajectory(synthetic_root, tmp_path, monkeypatch):
-    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "3", "--max-val-frames", "1"]
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "3", "--max-val-frames", "1"]
     straight = tmp_path / "straight" / "fcn8s.pt"
     assert ts.main(args + ["--out", str(straight)]) == 0
 
     resumed = tmp_path / "resumed" / "fcn8s.pt"
     crash_after_first_epoch(monkeypatch, args + ["--out", str(resumed)])
-    partial = ts.resume_path(resumed)
-    assert partial.is_file() and not resumed.exists()
-    assert read_segmenter_file(partial)["train_state"]["epoch"] == 1
+    latest = ts.run_path(resumed) / "latest.pt"
+    assert latest.is_file() and not resumed.exists()
+    assert read_segmenter_file(latest)["train_state"]["epoch"] == 1
 
     assert ts.main(args + ["--out", str(resumed), "--resume"]) == 0
     a, b = read_segmenter_file(straight)["state_dict"], read_segmenter_file(resumed)["state_dict"]
@@ -136,9 +138,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_demo_preset_fills_defaults_and_explicit_options_win():
-    args = ts.parse_args(["--arch", "fcn8s", "--preset", "demo", "--epochs", "2", "--config", "width_mult=0.5"])
+    args = ts.parse_args(["--arch", "fcn8s", "--preset", "demo", "--n-epochs", "2", "--config", "width_mult=0.5"])
     preset = ts.PRESETS["demo"]["fcn8s"]
-    assert args.epochs == 2 and args.crop_size == preset["crop_size"]
+    assert args.n_epochs == 2 and args.crop_size == preset["crop_size"]
     config = ts.parse_config("fcn8s", args.config)
     assert config.width_mult == 0.5 and config.batch_norm is True
 
@@ -166,13 +168,13 @@ class StopHere(Exception):
 def test_resumed_optimizer_state_lives_on_the_training_device(synthetic_root, tmp_path, monkeypatch):
     """--resume on a GPU: the AdamW moments must be where the parameters are when the first step runs
     (the meta device stands in for CUDA)."""
-    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--out", str(tmp_path / "fcn8s.pt")]
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "2", "--out", str(tmp_path / "fcn8s.pt")]
     crash_after_first_epoch(monkeypatch, args)
     seen = {}
 
-    def first_step(model, train_set, args, epoch, optimizer, *rest):
-        seen["params"] = {p.device.type for p in model.parameters()}
-        seen["state"] = {t.device.type for s in optimizer.state.values() for t in s.values()
+    def first_step(job, *rest):
+        seen["params"] = {p.device.type for p in job.model.parameters()}
+        seen["state"] = {t.device.type for s in job.optimizer.state.values() for t in s.values()
                          if torch.is_tensor(t) and t.dim() > 0}
         raise StopHere
 
@@ -203,21 +205,20 @@ def test_training_reads_the_loss_back_rarely(synthetic_root, tmp_path, monkeypat
 
     real_epoch, reads = ts.train_one_epoch, []
 
-    def counted_epoch(model, train_set, args, epoch, optimizer, *rest):
-        with LossReads(optimizer) as counter:
-            step = real_epoch(model, train_set, args, epoch, optimizer, *rest)
+    def counted_epoch(job, *rest):
+        with LossReads(job.optimizer) as counter:
+            real_epoch(job, *rest)
         reads.append(counter.reads)
-        return step
 
     monkeypatch.setattr(ts, "train_one_epoch", counted_epoch)
-    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--batch-size", "1", "--max-val-frames", "1",
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "2", "--batch-size", "1", "--max-val-frames", "1",
                    "--out", str(tmp_path / "fcn8s.pt")]
     assert ts.main(args) == 0
     assert reads == [1, 1]
 
 
 def test_sigterm_saves_within_the_epoch_and_resume_is_bit_identical(synthetic_root, tmp_path):
-    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "2", "--batch-size", "1", "--max-val-frames", "1"]
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "2", "--batch-size", "1", "--max-val-frames", "1"]
     straight = tmp_path / "straight" / "fcn8s.pt"
     assert ts.main(args + ["--out", str(straight)]) == 0
 
@@ -233,11 +234,12 @@ def test_sigterm_saves_within_the_epoch_and_resume_is_bit_identical(synthetic_ro
     process.send_signal(signal.SIGTERM)
     err = process.communicate(timeout=120)[1].strip()
     assert process.returncode == 143
-    partial = ts.resume_path(out)
-    state = read_segmenter_file(partial)["train_state"]
-    assert (state["epoch"], state["batch"]) in ((0, 2), (0, 3))  # the batch under way was finished
-    assert err == (f"interrupted by SIGTERM: {partial} holds epoch 1/2 up to batch {state['batch']}/4; "
-                   f"continue with the same command and --resume")
+    latest = ts.run_path(out) / "latest.pt"
+    state = read_segmenter_file(latest)["train_state"]
+    assert (state["epoch"], state["epoch_step"]) in ((0, 2), (0, 3))  # the batch under way was finished
+    command = shlex.join(["python", "-m", "eval.train_segmenter", *args, "--out", str(out), "--resume"])
+    assert err == (f"interrupted by SIGTERM: {latest} holds step {state['step']} (epoch 1/2 up to batch "
+                   f"{state['epoch_step']}/4); continue with {command}")
     assert not out.exists()
 
     assert ts.main(args + ["--out", str(out), "--resume"]) == 0
@@ -246,41 +248,143 @@ def test_sigterm_saves_within_the_epoch_and_resume_is_bit_identical(synthetic_ro
 
 
 def test_an_existing_segmenter_is_only_replaced_with_overwrite(synthetic_root, tmp_path, capsys):
-    args = TINY + ["--dataroot", str(synthetic_root), "--epochs", "1", "--max-val-frames", "1"]
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "1", "--max-val-frames", "1"]
     out = tmp_path / "fcn8s.pt"
     assert ts.main(args + ["--out", str(out)]) == 0
     before = out.read_bytes()
     capsys.readouterr()
-    assert ts.main(args + ["--out", str(out), "--epochs", "2"]) == 2
+    assert ts.main(args + ["--out", str(out), "--n-epochs", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {out}: a trained segmenter is there; pass --overwrite to replace it or choose another --out"
-    assert out.read_bytes() == before and not ts.resume_path(out).exists()
+    assert out.read_bytes() == before and not ts.run_path(out).exists()
 
-    ts.resume_path(out).write_bytes(before)  # an unfinished training left behind
+    latest = ts.run_path(out) / "latest.pt"
+    latest.parent.mkdir()
+    latest.write_bytes(before)  # an unfinished training left behind
     out.unlink()
     assert ts.main(args + ["--out", str(out)]) == 2
     assert "--resume to continue it or --overwrite" in capsys.readouterr().err
-    assert ts.resume_path(out).read_bytes() == before
+    assert latest.read_bytes() == before
 
     out.write_bytes(before)
     assert ts.main(args + ["--out", str(out), "--overwrite", "--seed", "1"]) == 0
-    assert out.read_bytes() != before and not ts.resume_path(out).exists()
+    assert out.read_bytes() != before and not ts.run_path(out).exists()
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--epochs", "0"], "--epochs"),
+    (["--n-epochs", "0"], "--n-epochs"),
     (["--batch-size", "0"], "--batch-size"),
     (["--lr", "-1"], "--lr"),
     (["--config", "width_mult=-1"], "width_mult"),
     (["--arch", "deeplabv3plus_xception71", "--config", "encoder=x"], "encoder 'x'"),
     (["--arch", "deeplabv3plus_xception71", "--config", "output_stride=3"], "output_stride"),
-    (["--workers", "-1"], "--workers"),
+    (["--num-workers", "-1"], "--num-workers"),
     (["--resume", "--overwrite"], "--overwrite"),
 ])
 def test_every_option_is_checked_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
     out = tmp_path / "segmenters" / "x.pt"
     arch = [] if "--arch" in extra else TINY[:6]  # fcn8s and its tiny config unless the case names its own
-    assert ts.main([*arch, "--workers", "0", "--dataroot", str(synthetic_root), "--out", str(out), *extra]) == 2
+    assert ts.main([*arch, "--num-workers", "0", "--dataroot", str(synthetic_root), "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
-    assert not out.exists() and not ts.resume_path(out).exists()
+    assert not out.exists() and not ts.run_path(out).exists()
+
+
+def test_former_spellings_work_with_a_one_line_note(capsys):
+    args = ts.parse_args(["--arch", "fcn8s", "--preset", "demo", "--epochs", "2", "--workers", "1"])
+    assert args.n_epochs == 2 and args.num_workers == 1
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert notes == ["note: --epochs is now spelled --n-epochs", "note: --workers is now spelled --num-workers"]
+    help_text = ts.option_definitions().format_help()
+    assert "--n-epochs" in help_text and "--epochs " not in help_text and "--workers" not in help_text
+
+
+def test_device_takes_cuda_n_and_refuses_other_names(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "fcn8s.pt"
+    assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--device", "gpu"]) == 2
+    assert "--device gpu: expected auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--device", "cuda:0"]) == 2
+        assert "--device cuda:0: no CUDA device" in capsys.readouterr().err
+    assert not ts.run_path(out).exists()
+
+
+def test_resume_without_a_run_is_one_line(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "fcn8s.pt"
+    assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {ts.run_path(out)}: nothing to resume (no latest.pt)"
+
+
+def test_resume_of_a_run_that_finished_training_scores_and_saves(synthetic_root, tmp_path, monkeypatch, capsys):
+    """Stopped while it scored the val photos after its last epoch: --resume trains no further step."""
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "1", "--max-val-frames", "1",
+                   "--out", str(tmp_path / "fcn8s.pt")]
+    real_scores = ts.val_scores
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ts, "val_scores", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ts.main(args)
+    latest = ts.run_path(tmp_path / "fcn8s.pt") / "latest.pt"
+    saved = read_segmenter_file(latest)
+    assert saved["train_state"]["epoch"] == 1 and saved["train_state"]["epoch_step"] == 0
+    monkeypatch.setattr(ts, "val_scores", real_scores)
+    monkeypatch.setattr(ts, "train_one_epoch", lambda *_: pytest.fail("a finished training trained again"))
+    capsys.readouterr()
+    assert ts.main(args + ["--resume"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    weights = read_segmenter_file(tmp_path / "fcn8s.pt")["state_dict"]
+    assert all(torch.equal(weights[k], saved["state_dict"][k]) for k in weights)
+    assert not ts.run_path(tmp_path / "fcn8s.pt").exists()
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_saved(synthetic_root, tmp_path, monkeypatch):
+    out = tmp_path / "fcn8s.pt"
+    args = TINY + ["--dataroot", str(synthetic_root), "--n-epochs", "2", "--max-val-frames", "1", "--out", str(out)]
+    crash_after_first_epoch(monkeypatch, args)
+    run = ts.run_path(out)
+    old = (run / "latest.pt").read_bytes()
+    assert json.loads((run / "options.json").read_text())["n_epochs"] == 2
+
+    real_epoch = ts.train_one_epoch
+
+    def broken(*_):
+        raise StopHere  # the new run fails before its first latest.pt
+
+    monkeypatch.setattr(ts, "train_one_epoch", broken)
+    with pytest.raises(StopHere):
+        ts.main(args + ["--overwrite", "--seed", "1"])
+    assert (run / "latest.pt").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn8s"]  # nothing set aside is left over
+
+    monkeypatch.setattr(ts, "train_one_epoch", real_epoch)
+    real_save, saves = ts.save_latest, []
+
+    def save_once(*rest):  # the new run saves epoch 1, then fails before epoch 2 is saved
+        if saves:
+            raise StopHere
+        saves.append(real_save(*rest))
+
+    monkeypatch.setattr(ts, "save_latest", save_once)
+    with pytest.raises(StopHere):
+        ts.main(args + ["--overwrite", "--seed", "1"])
+    assert (run / "latest.pt").read_bytes() != old
+    assert read_segmenter_file(run / "latest.pt")["train_state"]["settings"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcn8s"]
+
+
+def test_a_run_in_use_is_refused(synthetic_root, tmp_path, capsys):
+    from common.run_folder import RunLock
+
+    out = tmp_path / "fcn8s.pt"
+    ts.run_path(out).mkdir()
+    lock = RunLock(ts.run_path(out))  # another process training it
+    try:
+        assert ts.main([*TINY, "--dataroot", str(synthetic_root), "--out", str(out), "--overwrite"]) == 2
+    finally:
+        lock.release()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {ts.run_path(out)}: in use by process ") and "\n" not in err
