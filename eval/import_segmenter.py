@@ -17,25 +17,20 @@ file and what is wrong, exit status 2; an existing output is replaced only with 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
 from common.command_line import option_parser, run_main
 from eval import EvalError
+from eval.scorers.caffe_fcn8s import import_caffemodel
+from eval.scorers.dpc_xception71 import import_model_zoo
 from eval.segmenters import save_segmenter
 
-# arch -> "module:function"; the function takes the source path and returns (Segmenter, metadata).
+# arch -> the function that reads the original file (its path) and returns (Segmenter, metadata).
 IMPORTERS = {
-    "fcn8s_caffe": "eval.scorers.caffe_fcn8s:import_caffemodel",
-    "dpc_xception71": "eval.scorers.dpc_xception71:import_model_zoo",
+    "fcn8s_caffe": import_caffemodel,
+    "dpc_xception71": import_model_zoo,
 }
-
-
-def importer(arch: str):
-    """The import function registered for ``arch``."""
-    module, function = IMPORTERS[arch].split(":")
-    return getattr(importlib.import_module(module), function)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,7 +55,7 @@ def import_segmenter(args: argparse.Namespace) -> str:
         raise EvalError(f"{args.out}: is a folder; --out names the segmenter file to write")
     if not args.source.exists():
         raise EvalError(f"{args.source}: not found")
-    model, metadata = importer(args.arch)(args.source)
+    model, metadata = IMPORTERS[args.arch](args.source)
     save_segmenter(args.out, model, metadata)
     return f"wrote segmenter {args.out} ({metadata['display_name']})"
 

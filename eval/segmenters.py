@@ -127,7 +127,7 @@ def segmenter_metadata(model: Segmenter, class_names, train_resolution, trained_
 
 
 def save_segmenter(path: str | os.PathLike, model: Segmenter, metadata: dict, extra: dict | None = None) -> Path:
-    """Write weights and metadata atomically (``extra``: e.g. training state for a resume file)."""
+    """Write weights and metadata atomically (``extra``: e.g. the training state a latest.pt carries)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     obj = {"format_version": FORMAT_VERSION, "kind": "segmenter", "metadata": metadata, "state_dict": state}
     obj.update(extra or {})

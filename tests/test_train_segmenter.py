@@ -146,7 +146,7 @@ def test_demo_preset_fills_defaults_and_explicit_options_win():
 
 
 def crash_after_first_epoch(monkeypatch, args):
-    """Run ``args`` until the resume file of epoch 1 is written, then stop as an interrupt would."""
+    """Run ``args`` until latest.pt of epoch 1 is written, then stop as an interrupt would."""
     real_save = ts.save_segmenter
 
     def save(path, model, meta, extra=None):
