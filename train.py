@@ -301,7 +301,8 @@ def save_checkpoint(path: Path, losses: dict, run: Run, pix2pix: Pix2Pix, schedu
         state.update(format_version=FORMAT_VERSION, options=run.options_record(), epoch=run.epoch,
                      epoch_step=run.epoch_step, step=run.step, scheduler_G=scheduler_G.state_dict(),
                      scheduler_D=scheduler_D.state_dict(), rng={"ranks": rng_states}, world_size=run.world_size,
-                     finished=run.epoch >= run.total_epochs, data_fingerprint=run.data_fingerprint)
+                     finished=path == run.latest and run.epoch >= run.total_epochs,
+                     data_fingerprint=run.data_fingerprint)
         with signals.saving(path):
             save_atomic(state, path)
         if path == run.latest:
