@@ -33,6 +33,7 @@ from eval.report import write_outputs
 from eval.segmenters import REGISTRY
 from eval.sources import find_runs, given_sources, open_eval_sets
 from eval.tables import generate_all, load_segmenters, score_all
+from gan.networks import NORMS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", action="append", default=[], metavar="DIR",
                         help="score this folder of generated <frame>.png images instead of the runs (repeatable)")
     parser.add_argument("--netG", default="unet_256", help="architecture of a bare reference generator state_dict")
-    parser.add_argument("--norm", default="batch", choices=["batch", "instance", "syncbatch", "none"],
+    parser.add_argument("--norm", default="batch", choices=NORMS,
                         help="normalisation of a bare reference generator state_dict")
     parser.add_argument("--ngf", type=int, default=64, help="base width of a bare reference generator state_dict")
     parser.add_argument("--dataroot", default=None,
