@@ -376,8 +376,8 @@ def agree(run: Run, signals: StopSignals, losses: dict, bad_state: list[str] | N
     flags = {"stop": signals.requested is not None, "state": bool(bad_state)}
     flags.update({name: ~torch.isfinite(value.detach()).all() for name, value in losses.items()})
     ranks_of = ranks_where(flags, run.device)
-    run.stop_agreed = run.stop_agreed or bool(ranks_of.pop("stop"))
-    state_ranks = ranks_of.pop("state")
+    stop_ranks, state_ranks = ranks_of.pop("stop"), ranks_of.pop("state")
+    run.stop_agreed = run.stop_agreed or bool(stop_ranks)
     bad = {name: ranks for name, ranks in ranks_of.items() if ranks}
     if bad:
         ranks = sorted({r for ranks_of_loss in bad.values() for r in ranks_of_loss})

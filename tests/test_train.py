@@ -368,11 +368,11 @@ model = train.train(args)
 torch.save({{"G": model.netG.state_dict(), "D": model.netD.state_dict()}}, {out!r} + f"/rank{{rank}}.pt")
 """
 DDP_TINY = ["--netG", "unet_64", "--load-size", "72", "--crop-size", "64", "--n-epochs", "1", "--n-epochs-decay",
-            "1", "--save-epoch-freq", "1"]  # unet_64 has dropout: each rank's RNG stream matters
+            "1", "--save-epoch-freq", "1", "--keep-full", "2"]  # unet_64 has dropout: each rank's RNG stream matters
 
 
-def torchrun(script, *args, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def torchrun(script, *args, timeout=240, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(_free_port()), str(script), *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
@@ -401,12 +401,68 @@ def test_torchrun_two_processes_hold_identical_weights_and_resume_exactly(synthe
     assert final["step"] == 4 and final["world_size"] == 2 and len(final["rng"]["ranks"]) == 2
 
     (resumed / "runs" / "tradam_seed0").mkdir(parents=True)
-    shutil.copy(run / "epoch_001.pt", resumed / "runs" / "tradam_seed0" / "latest.pt")  # after step 2 of 4
+    shutil.copy(run / "full_001.pt", resumed / "runs" / "tradam_seed0" / "latest.pt")  # after step 2 of 4
     result = torchrun(resumed / "ddp_run.py", *tiny_args(synthetic_root, resumed / "runs", *DDP_TINY, "--resume"))
     assert result.returncode == 0, result.stderr[-3000:]
     for net in ("G", "D"):
         for name, value in rank0[net].items():
             assert torch.equal(ddp_weights(resumed)[0][net][name], value), f"{net}.{name}: resumed run differs"
+
+
+# Counts every call of a torch.distributed collective (those of this project and those DDP makes from Python,
+# such as its buffer broadcasts; DDP's gradient all-reduce runs in its C++ reducer and is not counted), and
+# the count when each training step starts; a rank can send itself SIGTERM at one of its steps.
+COUNTING = """
+import atexit, json, signal
+import torch.distributed as dist
+calls, at_step = [0], []
+for name in ("all_reduce", "broadcast", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier",
+             "reduce", "gather", "scatter", "reduce_scatter_tensor", "broadcast_object_list", "_broadcast_coalesced"):
+    def counted(*a, _real=getattr(dist, name), **k):
+        calls[0] += 1
+        return _real(*a, **k)
+    setattr(dist, name, counted)
+original = train.Pix2Pix.training_step
+def training_step(self, *a, **k):
+    at_step.append(calls[0])
+    if rank == int(os.environ.get("SIGNAL_RANK", -1)) and len(at_step) == int(os.environ.get("SIGNAL_STEP", 0)):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, *a, **k)
+train.Pix2Pix.training_step = training_step
+atexit.register(lambda: open({out!r} + f"/counts{{rank}}.json", "w").write(json.dumps(at_step + [calls[0]])))
+"""
+
+
+@pytest.fixture(scope="module")
+def wider_root(tmp_path_factory):
+    """24 training pairs at 32 px: 12 steps per epoch on each of two ranks."""
+    from data.synthetic import generate
+    return generate(tmp_path_factory.mktemp("wider"), n_train=24, n_val=2, seed=0, size=32)
+
+
+def test_torchrun_ranks_agree_once_per_log_interval_and_stop_after_the_same_step(wider_root, tmp_path):
+    """Two gloo processes, 24 steps each over 2 epochs, --log-freq 6: the collectives issued between the first
+    and the last step are the 4 agreements of the log steps and the save at the end of epoch 1 (its agreement
+    and its gather of the RNG states): at most N / log_freq + 2 per epoch end, not one or more per step. A
+    SIGTERM that reaches rank 1 alone at its 8th step stops both ranks after step 12, the next agreement."""
+    script = tmp_path / "count.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), extra=COUNTING.format(out=str(tmp_path)), out=str(tmp_path)))
+    options = ["--dataroot", str(wider_root), "--checkpoints-dir", str(tmp_path / "runs"), *TINY, "--n-epochs", "1",
+               "--n-epochs-decay", "1", "--log-freq", "6", "--image-freq", "1000", "--save-epoch-freq", "1"]
+    result = torchrun(script, *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / f"counts{rank}.json").read_text())
+        steps = len(counts) - 1
+        assert steps == 24
+        between = counts[steps - 1] - counts[0]  # from the start of step 1 to the start of step N
+        assert between <= steps // 6 + 2, f"rank {rank}: {between} collectives over {steps} steps"
+
+    result = torchrun(script, *options, "--name", "stopped", env={"SIGNAL_RANK": "1", "SIGNAL_STEP": "8"})
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert len(json.loads((tmp_path / f"counts{rank}.json").read_text())) - 1 == 12, f"rank {rank}"
+    assert load_checkpoint(tmp_path / "runs" / "stopped" / "latest.pt")["step"] == 12
 
 
 def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_path):
