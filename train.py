@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ from common.checkpoint import (FORMAT_VERSION, CheckpointError, describe_names, 
 from common.command_line import run_main
 from common.device import decide_device, make_deterministic
 from common.distributed import gather, init_from_environment, is_main_process, launch_environment, leave, ranks_where
-from common.files import write_json
+from common.files import write_atomic, write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from common.run_folder import RunFolder
 from data.aligned import AlignedDataset, check_same_dataset, dataset_fingerprint
@@ -339,8 +339,8 @@ def save_checkpoint(path: Path, losses: dict, run: Run, pix2pix: Pix2Pix, schedu
 def save_snapshot(run: Run, pix2pix: Pix2Pix, signals: StopSignals) -> None:
     """epoch_<NNN>.pt of the epoch just ended: what evaluation and learning curves read (G and D with their
     configs, the options and the position), no optimizer state. Written by the main process right after
-    latest.pt, whose save checked the same weights. With --keep-full K, latest.pt is also kept as
-    full_<NNN>.pt (a hard link where the file system allows it: no second write), and only the newest K."""
+    latest.pt, whose save checked the same weights. With --keep-full K, latest.pt is also copied to
+    full_<NNN>.pt, of which the newest K are kept."""
     if not is_main_process():
         return
     state = pix2pix.state_dict()
@@ -355,16 +355,11 @@ def save_snapshot(run: Run, pix2pix: Pix2Pix, signals: StopSignals) -> None:
 
 
 def keep_full_copy(latest: Path, path: Path, keep: int) -> None:
-    """``latest`` also as ``path``; the full_<NNN>.pt beyond the newest ``keep`` are deleted."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(latest, temporary)  # latest.pt is replaced by rename, never rewritten: the link keeps this state
-    except OSError:
-        save_atomic(load_checkpoint(latest), temporary)
-    os.replace(temporary, path)
-    kept = sorted(path.parent.glob("full_[0-9]*.pt"))
-    for old in kept[:-keep]:
+    """A copy of ``latest`` as ``path`` (written atomically; a copy, not a link, so that copying another
+    file over latest.pt by hand cannot change it); the full_<NNN>.pt beyond the newest ``keep`` are deleted."""
+    with open(latest, "rb") as source:
+        write_atomic(path, lambda file: shutil.copyfileobj(source, file, 1 << 24))
+    for old in sorted(path.parent.glob("full_[0-9]*.pt"))[:-keep]:
         old.unlink()
 
 

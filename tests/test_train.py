@@ -499,6 +499,87 @@ def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_pa
     assert errors[0][0].startswith("error: ") and "diverged at step 4 (non-finite loss G_L1 on rank 1)" in errors[0][0]
 
 
+class PidSamples:
+    """A dataset whose samples say which process loaded them, with a draw from their own generator."""
+
+    def __len__(self):
+        return 6
+
+    def sample(self, index, generator):
+        return {"index": index, "draw": torch.rand(1, generator=generator), "pid": os.getpid()}
+
+
+def test_loader_workers_persist_across_epochs_with_the_same_samples_in_the_same_order():
+    """make_loader with 2 workers: the same processes serve both epochs, and every batch equals the one
+    loaded in the training process (0 workers), jitter included."""
+    from data.sampling import EpochSampler
+
+    def two_epochs(workers):
+        sampler = EpochSampler(6, seed=3)
+        loader = train.make_loader(PidSamples(), sampler, 2, workers, torch.device("cpu"))
+        epochs = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            epochs.append(list(loader))
+        return epochs
+
+    plain, with_workers = two_epochs(0), two_epochs(2)
+    for batches, others in zip(plain, with_workers):
+        assert [b["index"].tolist() for b in batches] == [b["index"].tolist() for b in others]
+        assert all(torch.equal(b["draw"], o["draw"]) for b, o in zip(batches, others))
+    pids = [{int(p) for b in batches for p in b["pid"]} for batches in with_workers]
+    assert len(pids[0]) == 2 and pids[0] == pids[1] and os.getpid() not in pids[0]
+
+
+def test_two_epochs_with_two_loader_workers_give_the_weights_of_none(synthetic_root, tmp_path):
+    short = ["--n-epochs", "1", "--n-epochs-decay", "1"]
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "none")) == 0
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "two", "--num-workers", "2")) == 0
+    assert_same_state(load_checkpoint(tmp_path / "none" / "latest.pt"), load_checkpoint(tmp_path / "two" / "latest.pt"))
+
+
+def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_formats_load(synthetic_root, tmp_path,
+                                                                                        capsys):
+    """epoch_<NNN>.pt: G and D with their configs, no optimizer or RNG state; --keep-full 1: the newest
+    complete state as full_<NNN>.pt, resumable. What evaluation and the study's learning curves read
+    (gan.networks.load_generator, eval.study.epoch_checkpoints) takes these and the former full epoch files."""
+    from eval.study import epoch_checkpoints, steps_per_epoch
+    from gan.networks import load_generator
+    run = tmp_path / "tradam_seed0"
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--n-epochs", "2", "--n-epochs-decay", "1",
+                                "--save-epoch-freq", "1", "--keep-full", "2")) == 0
+    latest = load_checkpoint(run / "latest.pt")
+    assert sorted(p.name for p in run.glob("*.pt")) == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt",
+                                                        "full_002.pt", "full_003.pt", "latest.pt"]
+    for epoch in (1, 2, 3):
+        snapshot = load_checkpoint(run / f"epoch_{epoch:03d}.pt", require_format=True)
+        assert not {"optimizer_G", "optimizer_D", "rng", "scheduler_G"} & snapshot.keys()
+        assert snapshot["epoch"] == epoch and snapshot["step"] == 4 * epoch
+    full = load_checkpoint(run / "full_002.pt")
+    assert full["step"] == 8 and "optimizer_G" in full and not full["finished"]
+    assert_same_state(load_checkpoint(run / "full_003.pt"), latest)
+    snapshot = load_checkpoint(run / "epoch_003.pt")
+    for net in ("netG", "netD"):
+        assert all(torch.equal(value, latest[net][name]) for name, value in snapshot[net].items())
+
+    # a former full epoch file (the whole latest.pt) beside the new ones: every one loads the same way
+    shutil.copy(run / "full_002.pt", run / "epoch_002.pt")
+    assert [e for e, _ in epoch_checkpoints(run)] == [1, 2, 3] and steps_per_epoch(run) == 4
+    for epoch, path in epoch_checkpoints(run):
+        generator = load_generator(path)
+        expected = load_checkpoint(path)["netG"]
+        assert all(torch.equal(v, expected[k]) for k, v in generator.state_dict().items())
+
+    # a snapshot is not resumable (one line), a full_<NNN>.pt is
+    capsys.readouterr()
+    shutil.copy(run / "epoch_001.pt", run / "latest.pt")
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume"]) == 2
+    assert "holds weights only" in one_line(capsys.readouterr().err)
+    shutil.copy(run / "full_003.pt", run / "latest.pt")
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--n-epochs",
+                       "2"]) == 0
+
+
 def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
     result = run_cli(*tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--compile"))
     assert result.returncode == 0, result.stderr[-2000:]
