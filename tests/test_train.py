@@ -580,6 +580,64 @@ def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_forma
                        "2"]) == 0
 
 
+def test_one_device_decision_from_the_command_line_before_the_process_group(synthetic_root, tmp_path, monkeypatch,
+                                                                              capsys):
+    """The device comes from --device (or auto), never from the run's saved options, and is decided before
+    the process group is made (which then gets that device); under torchrun cuda:N is refused."""
+    from common.command_line import InputError
+    from common.device import decide_device
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "1", "--device", "cpu")) == 0
+    calls = []
+    real_decide, real_init = train.decide_device, train.init_from_environment
+    monkeypatch.setattr(train, "decide_device", lambda *a: calls.append(("decide", a)) or real_decide(*a))
+    monkeypatch.setattr(train, "init_from_environment", lambda d: calls.append(("init", d)) or real_init(d))
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--max-steps",
+                       "2"]) == 0
+    assert calls == [("decide", ("auto", 1, 0)), ("init", torch.device("cpu"))]
+    assert load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")["options"]["device"] == "auto"
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert decide_device("cuda", 2, 1) == decide_device("auto", 2, 1) == torch.device("cuda", 1)
+    assert decide_device("cuda:1", 1, 0) == torch.device("cuda", 1)
+    with pytest.raises(InputError, match=r"^--device cuda:0: under torchrun every process would use GPU 0"):
+        decide_device("cuda:0", 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--name", "n", "--device", "cuda:0")) == 2
+    assert "under torchrun every process would use GPU 0" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "n").exists()
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2])
+
+
+def test_deterministic_sets_every_switch_before_the_device_is_touched(synthetic_root, tmp_path, monkeypatch,
+                                                                      restore_determinism):
+    order = []
+    real_decide = train.decide_device
+    monkeypatch.setattr(train, "decide_device", lambda *a: order.append(
+        ("decide", os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled()))
+        or real_decide(*a))
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--deterministic")) == 0
+    assert order == [("decide", ":4096:8", True)]
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+    # on CUDA: cuDNN autotuning by default, never with --deterministic (checked without a GPU: the switch only)
+    for deterministic, benchmark in ((False, True), (True, False)):
+        torch.backends.cudnn.benchmark = False
+        options = parse_args(["--deterministic"] if deterministic else [])
+        train.adapt_to_device(train.Run(options, None, torch.device("cuda", 0), 0, 1, 2e-4, {}))
+        assert torch.backends.cudnn.benchmark is benchmark
+
+
 def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
     result = run_cli(*tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--compile"))
     assert result.returncode == 0, result.stderr[-2000:]
