@@ -143,6 +143,7 @@ def test_lr_factor_decays_linearly_to_a_small_nonzero_value():
     (["--lambda-l1", "-100"], "--lambda-l1"),
     (["--lr", "nan"], "--lr"),
     (["--allow-change", "lr"], "--allow-change"),
+    (["--keep-full", "-1"], "--keep-full must be >= 0"),
 ])
 def test_bad_options_give_one_line_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
     code = train.main(tiny_args(synthetic_root, tmp_path, *extra))
