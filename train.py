@@ -379,8 +379,8 @@ def agree(run: Run, signals: StopSignals, losses: dict, bad_state: list[str] | N
         where = f" on rank {', '.join(map(str, ranks))}" if run.world_size > 1 else ""
         raise diverged(f"non-finite loss {', '.join(bad)}{where}", run)
     if state_ranks:
-        raise diverged(f"non-finite values in {describe_names(bad_state) if bad_state else 'the state of another rank'}",
-                       run)
+        what = describe_names(bad_state) if bad_state else "the state of another rank"
+        raise diverged(f"non-finite values in {what}", run)
 
 
 def diverged(what: str, run: Run) -> FloatingPointError:

@@ -49,7 +49,7 @@ from eval.segmenters import build_segmenter  # noqa: E402
 from common.amp import autocast  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
 from tralgo import TRAdam  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix  # noqa: E402
+from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, wrap_for_training  # noqa: E402
 from train_step import ReferenceStep  # noqa: E402
 
 
@@ -163,12 +163,7 @@ class OurStep:
     def __init__(self, scale: Scale, device, optim: str, amp=False, channels_last=False, compile_=False):
         model = ModelConfig(netG=scale.netG, ngf=scale.ngf, ndf=scale.ndf)
         self.model = Pix2Pix(model, OptimConfig(optim), OptimConfig(optim), device=device)
-        G, D = self.model.netG, self.model.netD
-        if channels_last:
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        if compile_:
-            G, D = torch.compile(G), torch.compile(D)
-        self.model.wrap(G, D)
+        wrap_for_training(self.model, device, channels_last=channels_last, compile=compile_)  # as train.py
         self.device, self.channels_last = device, channels_last
         self.autocast = (lambda: autocast(device)) if amp else None
 
@@ -356,8 +351,8 @@ def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool, 
                   "|---|---:|---:|---:|"]
         lines += [f"| {n} process{'es' if n > 1 else ''} | {ms:.1f} | {ms / single:.2f} | {per_step:.2f} |"
                   for n, ms, per_step in rows]
-        lines.append("\ncollectives: torch.distributed calls from Python (train.py's agreements at --log-freq steps and "
-                     "saves, DDP's buffer broadcasts); DDP's gradient all-reduce is not among them")
+        lines.append("\ncollectives: torch.distributed calls from Python (train.py's agreements at --log-freq steps "
+                     "and saves, DDP's buffer broadcasts); DDP's gradient all-reduce is not among them")
     return "\n".join(lines)
 
 
