@@ -116,7 +116,9 @@ def t_test_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> floa
     df = n - 1
     critical = t_quantile(1 - alpha / 2, df)
     noncentrality = effect * math.sqrt(n) / sd
-    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    upper = stats.nct.sf(critical, df, noncentrality)
+    lower = stats.nct.cdf(-critical, df, noncentrality)  # far in the tail scipy can return NaN for ~0
+    return float(upper + (0.0 if math.isnan(lower) else lower))
 
 
 def minimum_detectable_effect(sd: float, n: int, power: float = POWER, alpha: float = ALPHA) -> float:

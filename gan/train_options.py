@@ -117,6 +117,9 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
                                                       "pays only with AVX512-BF16/AMX)")
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format for G, D and images")
     g.add_argument("--compile", action="store_true", help="torch.compile G and D (first steps are slow)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of torch, recorded in options.json (the count can change the last bits of "
+                        "the results; a resumed run keeps its own); 0: torch's choice (OMP_NUM_THREADS or the cores)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -172,7 +175,7 @@ def check_ranges(options: argparse.Namespace) -> None:
                  "image_freq", "save_latest_freq", "save_epoch_freq", "num_image_frames"):
         if getattr(options, name) < 1:
             refuse(name, ">= 1")
-    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq"):
+    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq", "threads"):
         if getattr(options, name) < 0:
             refuse(name, ">= 0")
     for name in ("lr", "prox", "lambda_l1"):
