@@ -59,7 +59,7 @@ from common.jobs import Job, check_jobs_and_threads, default_jobs, run_jobs
 from eval import EvalError
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set
-from eval.report import METRICS, markdown_table, number_cell, summary_cell
+from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import ALPHA, POWER, decisions, paired_difference, summarize
 from eval.train_segmenter import run_path
 
@@ -475,13 +475,6 @@ def measure_title(measure: str, display: dict) -> str:
     return f"{display.get(arch, arch)}: {dict(METRICS)[metric]}"
 
 
-def effect_cell(diff: dict, digits: int = 3) -> str:
-    """A paired difference as "+mean [low, high]" (its 95% t interval; the mean alone below 2 seeds)."""
-    if math.isnan(diff["low"]):
-        return f"{diff['mean']:+.{digits}f}"
-    return f"{diff['mean']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]"
-
-
 def p_cell(p: float) -> str:
     return "n/a" if p is None or math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
@@ -539,7 +532,7 @@ def markdown_report(report: dict) -> str:
         digits = 4 if entry["measure"] == "val_l1" else 3
         verdict = "significant" if entry["significant"] else "not significant"
         rows.append([measure_title(entry["measure"], display) + (" (primary)" if entry.get("primary") else ""),
-                     labels[entry["arm"]], effect_cell(diff, digits), p_cell(entry["p"]),
+                     labels[entry["arm"]], difference_cell(diff, digits), p_cell(entry["p"]),
                      "tested alone" if entry.get("primary") else p_cell(entry["p_holm"]), verdict,
                      f"{diff['mde']:.{digits}f}" if not math.isnan(diff["mde"]) else "n/a",
                      seeds_cell(diff["seeds_for_target"])])
@@ -558,7 +551,7 @@ def primary_lines(report: dict) -> list[str]:
     title = measure_title(primary["measure"], report["display_names"])
     verdict = (f"significant at {tests['alpha']}" if primary["significant"] else
                f"not significant at {tests['alpha']}")
-    return [f"TRAdam (paper) − Adam, {title}: **{effect_cell(diff)}** (mean [95% t interval]) over {diff['n']} "
+    return [f"TRAdam (paper) − Adam, {title}: **{difference_cell(diff)}** (mean [95% t interval]) over {diff['n']} "
             f"seeds, sign-flip p = {p_cell(primary['p'])}: {verdict}. Minimum detectable effect at "
             f"{tests['power']:.0%} power: {diff['mde']:.3f}; detecting {tests['target_effect']} would take "
             f"{seeds_cell(diff['seeds_for_target'])} seeds (sd of the differences {diff['sd']:.4f})."]
