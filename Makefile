@@ -5,8 +5,6 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEMO_RUNS := demo_adam_seed0 demo_tradam_seed0
-DEMO_SEGMENTERS := checkpoints/segmenters/demo
 
 .PHONY: demo test venv study verify-dpc
 
@@ -39,21 +37,14 @@ verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-# Finished runs and segmenters are reused; interrupted ones are resumed.
+# Finished runs and segmenters are reused; interrupted ones are resumed. The two runs and the two scorers
+# train side by side (JOBS at once, default: the cores; THREADS each, default 1), then evaluate.py.
+JOBS ?=
+THREADS ?= 1
 demo: $(VENV)/.installed
-	@for optim in adam tradam; do \
-	  run=checkpoints/demo_$${optim}_seed0; \
-	  if [ -f $$run/latest.pt ]; then resume=--resume; else resume=--overwrite; fi; \
-	  $(PY) train.py --preset demo --optim $$optim $$resume || exit $$?; \
-	done
-	@for arch in fcn8s deeplabv3plus_xception71; do \
-	  out=$(DEMO_SEGMENTERS)/$$arch.pt; \
-	  if [ -f $$out ]; then echo "segmenter $$arch: reusing $$out"; continue; fi; \
-	  if [ -f $(DEMO_SEGMENTERS)/$$arch/latest.pt ]; then resume=--resume; else resume=; fi; \
-	  $(PY) -m eval.train_segmenter --preset demo --arch $$arch --out $$out $$resume || exit $$?; \
-	done
-	$(PY) evaluate.py --runs $(DEMO_RUNS) --segmenter-dir $(DEMO_SEGMENTERS) --out results/demo
+	$(PY) -m eval.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)
 
-# The seeds study (eval/study.py): Adam, TRAdam and its controls over 3 seeds; writes docs/study/.
+# The seeds study (eval/study.py): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
+# docs/study/.
 study: $(VENV)/.installed
-	$(PY) -m eval.study
+	$(PY) -m eval.study $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)

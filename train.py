@@ -34,6 +34,7 @@ from common.distributed import gather, init_from_environment, is_main_process, l
 from common.files import write_atomic, write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from common.run_folder import RunFolder
+from common.threads import pin_threads
 from data.aligned import AlignedDataset, check_same_dataset, dataset_fingerprint
 from data.sampling import EpochSampler, SeededSamples
 from data.synthetic import default_dataset
@@ -72,6 +73,7 @@ def train_in(folder: RunFolder, args: argparse.Namespace, signals: StopSignals) 
     # setup: this process's rank and device, the run's options (a resumed run's own)
     run, checkpoint = open_run(args, folder)
     options, device = run.options, run.device
+    options.threads = pin_threads(options.threads)  # the count in use goes into options.json
 
     # data: the training pairs in an order that depends only on (seed, epoch), shared out between ranks
     dataset = AlignedDataset(options.dataroot, "train", direction=options.direction, load_size=options.load_size,

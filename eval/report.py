@@ -4,7 +4,7 @@ Markdown (used by evaluate.py, eval.train_segmenter and eval.study):
 
 * :data:`METRICS` - the three FCN-scores and their column names, as the paper's tables print them;
 * cells: :func:`number_cell`, :func:`summary_cell` (mean ± sample std), :func:`difference_cell`
-  (a paired difference with its bootstrap interval);
+  (a paired difference with its t interval);
 * tables: :func:`markdown_table` (any table), :func:`fcn_score_table` (Tables 2-3),
   :func:`per_class_table` (one scorer's per-class scores), :func:`per_class_markdown` (per class and
   per method);
@@ -47,11 +47,11 @@ def summary_cell(summary: dict, digits: int = 3) -> str:
 
 
 def difference_cell(diff: dict, digits: int = 3) -> str:
-    """A :func:`eval.statistics.paired_difference` result as "+mean [low, high]", " *" when significant."""
+    """A :func:`eval.statistics.paired_difference` result as "+mean [low, high]" (its 95% t interval; the mean
+    alone below 2 seeds). Whether it is significant is the study's decision (a corrected family), not the cell's."""
     if math.isnan(diff["low"]):
         return f"{diff['mean']:+.{digits}f}"
-    mark = " *" if diff["significant"] else ""
-    return f"{diff['mean']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]{mark}"
+    return f"{diff['mean']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]"
 
 
 # ----------------------------------------------------------------------------------- tables

@@ -1,38 +1,51 @@
 """The seeds study: does TRAdam beat Adam at batch size 1, with the controls the paper lacks?
 
-    make study                                        # built-in city, 3 seeds x 4 arms, about 46 min on 2 CPU cores
-    python -m eval.study --seeds 0 1 2 3 4 --arms adam tradam
+    make study                                        # built-in city, 8 seeds x 5 arms, 2 jobs at once
+    python -m eval.study --seeds 0 1 2 3 4 --arms adam tradam --jobs 2
     python -m eval.study --preset paper --dataroot datasets/cityscapes --segmenter-dir checkpoints/segmenters
 
 Arms (each run's exact train.py options are printed and stored in ``study.json``):
 
 * ``adam``: Adam, the pix2pix baseline;
 * ``tradam``: TRAdam as the paper (λ = 0.1, S = 10, inner step lr/(k+1));
+* ``tradam_official``: TRAdam with the official code's proximal coefficient 2·λ·lr0/lr (``--prox-mode
+  reference``: 0.2 at the base lr, growing as the schedule lowers lr);
 * ``tradam_flat``: TRAdam without inner decay (inner step lr): the proximal term alone;
 * ``adam_matched``: Adam at TRAdam's mean step size lr·H_S/S (0.293·lr for S = 10): the smaller step alone;
 * optional: ``sgd``, ``trsgd``, and ``adam_beta2`` (β2 = β2^(1/B_ref): the half-life of β2 in samples
   kept from batch size B_ref = 16, as small-batch studies advise).
 
 Seed s of every arm shares the data order and the initial weights, so arms are compared seed by seed
-(:mod:`eval.statistics`). The steps, each reusing what an earlier call finished and resuming what it
-left unfinished:
+(:mod:`eval.statistics`). One comparison is named before the runs, the primary one: TRAdam (paper) − Adam
+in class IoU by the first scorer, tested alone at 0.05 (exact sign-flip test). Every other comparison of
+the report is Holm-corrected over the whole family; "significant" is said only where the adjusted p is
+below 0.05. Effects are always shown with their 95% t intervals, and the minimum detectable effect at
+80% power with each.
+
+The work is a set of independent jobs (:mod:`common.jobs`), ``--jobs`` of them at once, each with
+``--threads`` CPU threads (default 1: numbers that do not depend on the machine's core count nor on how
+many jobs run at once; a rerun is bit-identical on the same CPU type). Each job reuses what an earlier
+call finished and resumes what it left unfinished; their logs are in ``<checkpoints-dir>/logs/``:
 
 1. scorers: the built-in city's FCN-8s and DeepLabV3+ (trained once; ``--segmenter-dir`` to use others);
 2. runs: ``train.py`` per arm and seed under ``<checkpoints-dir>/<arm>_seed<s>``, with G's gradient noise
    measured every ``--noise-freq`` steps (:mod:`gan.noise`);
-3. final FCN-scores of every run and of the real photos (``evaluate.py``);
+3. final FCN-scores of every run and of the real photos (``evaluate.py``), in ``--jobs`` pieces;
 4. learning curves: every ``epoch_<NNN>.pt`` of every run, scored by the first scorer, and its
    validation L1 to the real photos;
-5. ``--out`` (default ``docs/study``): ``study.md`` (tables, paired differences, what is and is not
-   significant, the scorers' ranking margin), ``study.json`` (every number), ``learning_curves.png`` and
-   ``noise.png``.
+5. ``--out`` (default ``docs/study``): ``study.md`` (the setting, the primary result, the corrected
+   table, the minimum detectable effects, what the study can and cannot conclude), ``study.json``
+   (every number), ``learning_curves.png`` and ``noise.png``.
+
+SIGINT/SIGTERM are passed on to the running jobs, which save where they are; the study then exits
+130/143 with one line, and the same command resumes.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,11 +55,12 @@ import numpy as np
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name
 from common.files import write_figure, write_json, write_text
+from common.jobs import Job, check_jobs_and_threads, default_jobs, run_jobs
 from eval import EvalError
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set
 from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
-from eval.statistics import paired_difference, summarize
+from eval.statistics import ALPHA, POWER, decisions, paired_difference, summarize
 from eval.train_segmenter import run_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +68,9 @@ INNER_STEPS = 10
 MEAN_INNER_FACTOR = sum(1 / (k + 1) for k in range(INNER_STEPS)) / INNER_STEPS  # H_S / S = 0.2929
 BETA2_REFERENCE_BATCH = 16
 SEGMENTER_ORDER = ("fcn8s", "deeplabv3plus_xception71")
+PRIMARY_ARM, PRIMARY_METRIC = "tradam", "class_iou"  # named before the runs (with the first scorer)
+TARGET_EFFECT = 0.01   # the effect whose seeds-needed the report gives (class IoU / accuracy units)
+LAST_EPOCHS = 3        # the noise check: the mean of the last few epoch files' scores
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ def make_arms(lr: float, beta2: float) -> dict[str, Arm]:
     arms = [
         Arm("adam", "Adam", ("--optim", "adam")),
         Arm("tradam", "TRAdam (paper: λ 0.1, S 10, lr/(k+1))", ("--optim", "tradam")),
+        Arm("tradam_official", "TRAdam, official code's coefficient 2·λ·lr0/lr",
+            ("--optim", "tradam", "--prox-mode", "reference")),
         Arm("tradam_flat", "TRAdam, no inner decay", ("--optim", "tradam", "--no-inner-decay")),
         Arm("adam_matched", f"Adam at lr·H_S/S = {matched:.3g}", ("--optim", "adam", "--lr", f"{matched:.6g}")),
         Arm("adam_beta2", f"Adam, β2 = {beta2_bs1:.6f} (half-life of batch {BETA2_REFERENCE_BATCH})",
@@ -81,13 +100,15 @@ def make_arms(lr: float, beta2: float) -> dict[str, Arm]:
     return {arm.name: arm for arm in arms}
 
 
-DEFAULT_ARMS = ("adam", "tradam", "tradam_flat", "adam_matched")
+DEFAULT_ARMS = ("adam", "tradam", "tradam_official", "tradam_flat", "adam_matched")
+DEFAULT_SEEDS = tuple(range(8))
 
 # Study sizes: train.py options, scorer training options, evaluation options.
 PRESETS = {
-    # The built-in synthetic city at 64 px: arms, seeds and scorers in about 46 min on 2 CPU cores.
+    # The built-in synthetic city at 64 px, 4000 steps per run; a weights-only epoch file every epoch for
+    # the learning curves (20 points per run).
     "demo": {
-        "train": ["--preset", "demo"],
+        "train": ["--preset", "demo", "--save-epoch-freq", "1"],
         "lr": 2e-4, "beta2": 0.999,
         "segmenters": {
             "fcn8s": ["--preset", "demo"],
@@ -123,7 +144,7 @@ class StudyConfig:
     """What to run and where (see the module docstring)."""
     preset: str = "demo"
     arms: tuple[str, ...] = DEFAULT_ARMS
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
     dataroot: str | None = None
     checkpoints_dir: str = "checkpoints/study"
     segmenter_dir: str | None = None
@@ -131,6 +152,8 @@ class StudyConfig:
     device: str = "auto"
     noise_freq: int | None = None
     extra_train: list[str] = field(default_factory=list)
+    jobs: int = field(default_factory=default_jobs)
+    threads: int = 1
 
 
 # ---------------------------------------------------------------------------------- running
@@ -140,16 +163,14 @@ def options(**values) -> list[str]:
     return [part for name, value in values.items() if value is not None for part in (flag(name), str(value))]
 
 
-def run_command(args: list[str]) -> str:
-    """Run a project command with this interpreter; its output streams through, EvalError on failure."""
-    command = [sys.executable, *args]
-    print("$ " + " ".join(command), flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
-    print(result.stdout, end="", flush=True)
-    if result.returncode != 0:
-        raise EvalError(f"{' '.join(args[:2])}: failed with exit status {result.returncode} (see above)")
-    return result.stdout
+def command(args: list[str]) -> tuple[str, ...]:
+    """A project command run with this interpreter."""
+    return (sys.executable, *map(str, args))
+
+
+def child_env() -> dict:
+    """The environment of the study's jobs: this one, with the project importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
@@ -158,7 +179,7 @@ def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
     noise_freq = preset["noise_freq"] if config.noise_freq is None else config.noise_freq
     return [*preset["train"], *arm.options,
             *options(seed=seed, name=run_name(arm, seed), checkpoints_dir=config.checkpoints_dir, device=config.device,
-                     noise_freq=noise_freq, noise_probe=preset["noise_probe"]),
+                     noise_freq=noise_freq, noise_probe=preset["noise_probe"], threads=config.threads),
             *config.extra_train, *options(dataroot=config.dataroot or None)]
 
 
@@ -172,42 +193,70 @@ def run_name(arm: Arm, seed: int) -> str:
     return f"{arm.name}_seed{seed}"
 
 
-def train_runs(config: StudyConfig, arms: list[Arm]) -> dict[str, list[str]]:
-    """Train (or resume, or reuse) every run; returns each run's options."""
-    commands = {}
-    for arm in arms:
-        for seed in config.seeds:
-            run = train_options(config, arm, seed)
-            commands[run_name(arm, seed)] = run
-            exists = (Path(config.checkpoints_dir) / run_name(arm, seed) / "latest.pt").is_file()
-            run_command([str(REPO / "train.py"), *run, "--resume" if exists else "--overwrite"])
-    return commands
+def finished(latest: Path) -> bool:
+    """Whether ``latest`` is the checkpoint of a finished run."""
+    from common.checkpoint import load_checkpoint
+    return latest.is_file() and bool(load_checkpoint(latest).get("finished"))
+
+
+def newer_than(output: Path, inputs: list[Path]) -> bool:
+    """Whether ``output`` exists and was written after every one of ``inputs`` (all of which exist)."""
+    if not output.is_file() or not all(p.is_file() for p in inputs):
+        return False
+    return all(output.stat().st_mtime_ns > p.stat().st_mtime_ns for p in inputs)
 
 
 def segmenter_folder(config: StudyConfig) -> Path:
     return Path(config.segmenter_dir) if config.segmenter_dir else Path(config.checkpoints_dir) / "segmenters"
 
 
-def train_segmenters(config: StudyConfig) -> None:
+def scorer_jobs(config: StudyConfig) -> list[Job]:
     """Train the preset's scorers that are missing from the segmenter folder (resuming partial ones)."""
     if config.segmenter_dir:
-        return
-    folder = segmenter_folder(config)
+        return []
+    jobs = []
     for arch, preset in PRESETS[config.preset]["segmenters"].items():
-        out = folder / f"{arch}.pt"
-        if out.is_file():
-            print(f"scorer {arch}: reusing {out}", flush=True)
-            continue
+        out = segmenter_folder(config) / f"{arch}.pt"
         resume = ["--resume"] if (run_path(out) / "latest.pt").is_file() else []
-        run_command(["-m", "eval.train_segmenter", *options(arch=arch), *preset,
-                     *options(dataroot=config.dataroot or None, out=out, device=config.device), *resume])
+        jobs.append(Job(f"scorer {arch}", command(
+            ["-m", "eval.train_segmenter", *options(arch=arch), *preset,
+             *options(dataroot=config.dataroot or None, out=out, device=config.device, threads=config.threads),
+             *resume]), skip=out.is_file))
+    return jobs
 
 
-def evaluate_generators(config: StudyConfig, generators: list[Path] | None, runs: list[str] | None,
-                        out: Path, segmenters: list[str] | None = None) -> dict:
-    """``evaluate.py`` over runs (their latest.pt) or generator files; its results.json."""
-    args = [str(REPO / "evaluate.py"), *options(checkpoints_dir=config.checkpoints_dir,
-                                                segmenter_dir=segmenter_folder(config), out=out, device=config.device),
+def train_jobs(config: StudyConfig, arms: list[Arm]) -> tuple[list[Job], dict[str, list[str]]]:
+    """A job per run (train, resume, or nothing for a finished run) and each run's options."""
+    jobs, commands = [], {}
+    for arm in arms:
+        for seed in config.seeds:
+            name = run_name(arm, seed)
+            run = train_options(config, arm, seed)
+            commands[name] = run
+            latest = Path(config.checkpoints_dir) / name / "latest.pt"
+            jobs.append(Job(f"train {name}", command([REPO / "train.py", *run,
+                                                       "--resume" if latest.is_file() else "--overwrite"]),
+                            skip=lambda latest=latest: finished(latest)))
+    return jobs, commands
+
+
+def chunks(items: list, parts: int) -> list[list]:
+    """``items`` cut into at most ``parts`` contiguous pieces of nearly equal length."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def evaluate_command(config: StudyConfig, out: Path, runs: list[str] | None = None,
+                     generators: list[Path] | None = None, segmenters: list[str] | None = None) -> tuple[str, ...]:
+    """``evaluate.py`` over runs (their latest.pt) or generator files, into ``out``."""
+    args = [REPO / "evaluate.py", *options(checkpoints_dir=config.checkpoints_dir,
+                                           segmenter_dir=segmenter_folder(config), out=out, device=config.device),
             *PRESETS[config.preset]["evaluate"]]
     if runs:
         args += [flag("runs"), *runs]
@@ -215,8 +264,48 @@ def evaluate_generators(config: StudyConfig, generators: list[Path] | None, runs
         args += options(generator=path)
     if segmenters:
         args += [flag("segmenters"), *segmenters]
-    run_command(args)
-    return json.loads((out / "results.json").read_text())
+    return command(args)
+
+
+def study_scorers(config: StudyConfig) -> list[str]:
+    """The scorers of the study, the curve scorer first: the preset's, or those in --segmenter-dir."""
+    if config.segmenter_dir:
+        found = [p.stem for p in Path(config.segmenter_dir).glob("*.pt")]
+    else:
+        found = list(PRESETS[config.preset]["segmenters"])
+    return [a for a in SEGMENTER_ORDER if a in found] + sorted(a for a in found if a not in SEGMENTER_ORDER)
+
+
+def scoring_jobs(config: StudyConfig, names: list[str], parallel: int) -> tuple[list[Job], list[Path], list[Path]]:
+    """Final FCN-scores of the runs and the learning-curve scores of their epoch files (by the first scorer),
+    each cut into ``parallel`` jobs that start as soon as their runs are trained; the jobs and the folders
+    of their results.json (final, curves). A job whose results are newer than its inputs is not run again."""
+    checkpoints = Path(config.checkpoints_dir)
+    scorers = study_scorers(config)
+    waits_for = tuple(f"scorer {a}" for a in scorers) if not config.segmenter_dir else ()
+    scorer_files = [segmenter_folder(config) / f"{arch}.pt" for arch in scorers]
+    jobs, finals, curves = [], [], []
+    pieces = chunks(names, parallel)
+    for i, piece in enumerate(pieces):
+        trained = tuple(f"train {name}" for name in piece)
+        tag = f"{i + 1}of{len(pieces)}"
+        out, curve_out = checkpoints / "evaluation" / tag, checkpoints / "curves" / tag
+        latest = [checkpoints / name / "latest.pt" for name in piece]
+
+        def epoch_files(piece=piece) -> list[Path]:
+            return [path for name in piece for _, path in epoch_checkpoints(checkpoints / name)]
+
+        jobs.append(Job(f"score {tag}", evaluate_command(config, out, runs=piece), after=trained + waits_for,
+                        skip=lambda out=out, latest=latest: newer_than(out / "results.json", latest + scorer_files)))
+        jobs.append(Job(f"curves {tag}",
+                        lambda out=curve_out, files=epoch_files: evaluate_command(config, out, generators=files(),
+                                                                                  segmenters=scorers[:1]),
+                        after=trained + waits_for[:1],
+                        skip=lambda out=curve_out, files=epoch_files: not files() or newer_than(
+                            out / "results.json", files() + scorer_files[:1])))
+        finals.append(out)
+        curves.append(curve_out)
+    return jobs, finals, curves
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -253,21 +342,36 @@ def read_noise(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def steps_per_epoch(run_dir: Path) -> int | None:
-    """Training steps in one epoch of a run (from its latest checkpoint)."""
+def run_length(run_dir: Path) -> tuple[int, int | None]:
+    """(training steps, steps per epoch) of a run, from its latest checkpoint."""
     from common.checkpoint import load_checkpoint
     state = load_checkpoint(run_dir / "latest.pt")
-    return state["step"] // state["epoch"] if state.get("epoch") else None
+    return state["step"], (state["step"] // state["epoch"] if state.get("epoch") else None)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (numbers can differ between CPU types; they are reported with it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
 
 
 # ------------------------------------------------------------------------------- analysing
-def per_run_scores(results: dict) -> tuple[dict, dict]:
-    """From evaluate.py's results: {arch: {run label: scores}} and {arch: ground-truth scores}."""
-    runs, truth = {}, {}
-    for entry in results["segmenters"]:
-        runs[entry["arch"]] = {s["label"]: s["scores"] for s in entry["image_sets"]}
-        truth[entry["arch"]] = entry["ground_truth"][0]["scores"]
-    return runs, truth
+def per_run_scores(results: list[dict]) -> tuple[dict, dict, dict]:
+    """From evaluate.py's results (one per piece): {arch: {run label: image set}}, {arch: ground-truth
+    scores} and {arch: display name}."""
+    runs, truth, display = {}, {}, {}
+    for result in results:
+        for entry in result["segmenters"]:
+            runs.setdefault(entry["arch"], {}).update({s["label"]: s for s in entry["image_sets"]})
+            truth[entry["arch"]] = entry["ground_truth"][0]["scores"]
+            display[entry["arch"]] = entry["display_name"]
+    return runs, truth, display
 
 
 def analyse(arms: list[Arm], seeds: tuple[int, ...], values: dict[str, dict[str, float]],
@@ -280,16 +384,87 @@ def analyse(arms: list[Arm], seeds: tuple[int, ...], values: dict[str, dict[str,
         out[measure] = {
             "summary": {name: summarize(list(v.values())) for name, v in per_arm.items()},
             "per_seed": per_arm,
-            "vs_baseline": {name: paired_difference(v, per_arm[baseline]) for name, v in per_arm.items()
-                            if name != baseline and baseline in per_arm},
+            "vs_baseline": {name: paired_difference(v, per_arm[baseline], target_effect=TARGET_EFFECT)
+                            for name, v in per_arm.items() if name != baseline and baseline in per_arm},
         }
     return out
 
 
+def smallest_p(n: int) -> float:
+    """The smallest two-sided sign-flip p-value n seeds can give (2 of the 2^n patterns; 0 when unknown)."""
+    return 2 / 2 ** n if 0 < n <= 16 else 0.0
+
+
+def comparisons(analysis: dict, arms: list[Arm], primary_measure: str | None) -> dict:
+    """The decisions: the primary comparison (``primary_measure`` of PRIMARY_ARM − Adam) alone at ALPHA, every
+    other (measure, arm − Adam) pair Holm-adjusted over the whole family."""
+    pairs = [(m, a.name) for m in analysis for a in arms[1:]]
+    primary = (primary_measure, PRIMARY_ARM) if (primary_measure, PRIMARY_ARM) in pairs else None
+    family = [pair for pair in pairs if pair != primary]
+    primary_p = analysis[primary[0]]["vs_baseline"][primary[1]]["p"] if primary else float("nan")
+    decided = decisions(primary_p, [analysis[m]["vs_baseline"][a]["p"] for m, a in family])
+    n = min((analysis[m]["vs_baseline"][a]["n"] for m, a in pairs), default=0)
+    return {
+        "alpha": ALPHA, "power": POWER, "target_effect": TARGET_EFFECT,
+        "primary": None if primary is None else {"measure": primary[0], "arm": primary[1], "p": primary_p,
+                                                 "significant": decided["primary"]},
+        "family": [{"measure": m, "arm": a, "p": analysis[m]["vs_baseline"][a]["p"], "p_holm": adjusted,
+                    "significant": significant}
+                   for (m, a), adjusted, significant in zip(family, decided["adjusted"], decided["significant"])],
+        "smallest_p": smallest_p(n), "smallest_p_holm": min(1.0, len(family) * smallest_p(n)),
+    }
+
+
 def ranking_margins(runs: dict, truth: dict) -> dict:
     """Ground truth minus the best generator, per scorer and metric (> 0: the scorer can rank)."""
-    return {arch: {key: truth[arch][key] - max(s[key] for s in runs[arch].values()) for key, _ in METRICS}
+    return {arch: {key: truth[arch][key] - max(s["scores"][key] for s in runs[arch].values()) for key, _ in METRICS}
             for arch in runs}
+
+
+def curve_means(curves: dict, arms: list[Arm], key: str = "class_iou") -> tuple[list[int], dict[str, list[float]]]:
+    """The steps every run of every arm was scored at, and each arm's mean over seeds there."""
+    series = [dict(run[key]) for arm in arms for run in curves.get(arm.name, {}).values()]
+    if not series:
+        return [], {}
+    steps = sorted(set.intersection(*(set(c) for c in series)))
+    means = {arm.name: [float(np.mean([dict(run[key])[s] for run in curves[arm.name].values()])) for s in steps]
+             for arm in arms if curves.get(arm.name)}
+    return steps, means
+
+
+def late_ranking(curves: dict, arms: list[Arm], points: int = LAST_EPOCHS) -> dict:
+    """The arms ranked by mean class IoU at each of the last ``points`` curve points (best first), whether
+    that ranking changed over them, and each arm's change of mean class IoU over them."""
+    steps, means = curve_means(curves, arms)
+    if len(steps) < 2:
+        return {}
+    last = list(range(max(0, len(steps) - points), len(steps)))
+    rankings = [[name for name, _ in sorted(means.items(), key=lambda item: -item[1][i])] for i in last]
+    return {"steps": [steps[i] for i in last], "rankings": rankings,
+            "changed": any(r != rankings[-1] for r in rankings),
+            "rise": {name: values[last[-1]] - values[last[0]] for name, values in means.items()}}
+
+
+def last_epochs_mean(curves: dict, arms: list[Arm], seeds, points: int = LAST_EPOCHS) -> dict[str, float]:
+    """Per run: the mean class IoU of its last ``points`` epoch files (a less noisy measure, compared with
+    the final checkpoint's in the report)."""
+    values = {}
+    for arm in arms:
+        for seed, run in curves.get(arm.name, {}).items():
+            scores = [v for _, v in run["class_iou"]][-points:]
+            if scores:
+                values[run_name(arm, int(seed))] = float(np.mean(scores))
+    return values
+
+
+def noise_check(analysis: dict, measure: str, averaged: dict) -> dict:
+    """Seed-to-seed sd of each arm's paired difference to Adam: final checkpoint (``measure``) against the
+    mean of the last epoch files (``averaged``, :func:`analyse` of :func:`last_epochs_mean`)."""
+    out = {}
+    for arm, final in analysis.get(measure, {}).get("vs_baseline", {}).items():
+        mean = averaged.get("vs_baseline", {}).get(arm)
+        out[arm] = {"final_sd": final["sd"], "last_epochs_sd": mean["sd"] if mean else None}
+    return out
 
 
 # -------------------------------------------------------------------------------- reporting
@@ -300,55 +475,141 @@ def measure_title(measure: str, display: dict) -> str:
     return f"{display.get(arch, arch)}: {dict(METRICS)[metric]}"
 
 
+def p_cell(p: float) -> str:
+    return "n/a" if p is None or math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def seeds_cell(n: int | None) -> str:
+    return "> 100,000" if n is None else str(n)
+
+
+def setting_sentence(report: dict) -> str:
+    """The setting in plain words (data, size, steps, seeds, threads, CPU)."""
+    setting = report["setting"]
+    data = ("the built-in synthetic city (rendered street scenes, not Cityscapes)" if setting["builtin_data"]
+            else f"the dataset `{report['dataroot']}`")
+    text = (f"**Setting.** Data: {data}, at {setting['crop_size']} × {setting['crop_size']} pixels, generator "
+            f"`{setting['netG']}`, {setting['steps']} training steps at batch size 1, {len(report['seeds'])} seeds "
+            f"per arm ({', '.join(map(str, report['seeds']))}); scored by "
+            f"{' and '.join(report['display_names'][a] for a in report['scorers'])} trained on the same data. Each "
+            f"run used {setting['threads']} CPU thread(s) on {setting['cpu']}: a rerun on this CPU type gives the "
+            "same numbers bit for bit, whatever the number of jobs at once; another CPU type can move them "
+            "slightly (other kernels), which is why arms are compared seed by seed with intervals.")
+    if report["preset"] != "paper":
+        text += (" This is a small stand-in, not the paper's experiment (Cityscapes at 256 × 256, unet_256, "
+                 "200 epochs): its results say nothing directly about that setting.")
+    return text
+
+
 def markdown_report(report: dict) -> str:
-    """study.md: the tables, the paired differences and what they do and do not show."""
+    """study.md: the setting, the primary result, the tables, the corrected comparisons, the minimum
+    detectable effects, the learning curves and what the study can and cannot conclude."""
     arms = [Arm(**a) for a in report["arms"]]
-    analysis, display = report["analysis"], report["display_names"]
-    lines = ["# Seeds study: Adam vs TRAdam at batch size 1", "",
-             f"{len(report['seeds'])} seeds ({', '.join(map(str, report['seeds']))}) per arm, preset "
-             f"`{report['preset']}`, data `{report['dataroot']}`. Same seed = same data order and initial "
-             "weights. Cells: mean ± sample std over seeds. Differences: paired by seed, arm − Adam, with the "
-             "95% bootstrap interval over seeds; * marks an interval that excludes 0.", ""]
+    labels = {a.name: a.label for a in arms}
+    analysis, display, tests = report["analysis"], report["display_names"], report["tests"]
+    lines = ["# Seeds study: Adam vs TRAdam at batch size 1", "", setting_sentence(report), "",
+             "Same seed = same data order and initial weights, so every difference is paired by seed (arm − Adam). "
+             "Effects: mean difference with its paired Student-t 95% interval. p: exact two-sided sign-flip test "
+             f"over all sign patterns of the seeds. The primary comparison, named before the runs, is tested alone "
+             f"at {tests['alpha']}; every other comparison is Holm-corrected over the whole family, and "
+             f"\"significant\" is said only where the corrected p is below {tests['alpha']}.", ""]
+    lines += ["## Primary result", ""] + primary_lines(report) + [""]
     for arch in report["scorers"]:
         rows = [[arm.label] + [summary_cell(analysis[f"{arch}:{key}"]["summary"][arm.name]) for key, _ in METRICS]
                 for arm in arms]
         truth = report["ground_truth"][arch]
         rows.append(["Ground truth (real photos)"] + [number_cell(truth[key]) for key, _ in METRICS])
-        lines += [f"## FCN-scores by {display[arch]}", "",
+        lines += [f"## FCN-scores by {display[arch]} (mean ± sd over seeds)", "",
                   markdown_table(["Arm", *(name for _, name in METRICS)], rows), ""]
-    rows = [[measure_title(measure, display)]
-            + [difference_cell(entry["vs_baseline"][a.name], 4 if measure == "val_l1" else 3) for a in arms[1:]]
-            for measure, entry in analysis.items()]
-    lines += ["## Paired differences to Adam", "", markdown_table(["Measure", *(a.label for a in arms[1:])], rows)]
-    lines += ["", "## What this shows", ""] + findings(report) + [""]
+    lines += ["## Every comparison to Adam (Holm-corrected)", "",
+              f"MDE: the smallest true difference a paired t-test at {tests['alpha']} detects with "
+              f"{tests['power']:.0%} power, from the observed sd of the differences; seeds for "
+              f"{tests['target_effect']}: the seeds that would take.", ""]
+    rows = []
+    entries = ([dict(tests["primary"], p_holm=None, primary=True)] if tests["primary"] else []) + tests["family"]
+    for entry in entries:
+        diff = analysis[entry["measure"]]["vs_baseline"][entry["arm"]]
+        digits = 4 if entry["measure"] == "val_l1" else 3
+        verdict = "significant" if entry["significant"] else "not significant"
+        rows.append([measure_title(entry["measure"], display) + (" (primary)" if entry.get("primary") else ""),
+                     labels[entry["arm"]], difference_cell(diff, digits), p_cell(entry["p"]),
+                     "tested alone" if entry.get("primary") else p_cell(entry["p_holm"]), verdict,
+                     f"{diff['mde']:.{digits}f}" if not math.isnan(diff["mde"]) else "n/a",
+                     seeds_cell(diff["seeds_for_target"])])
+    lines += [markdown_table(["Measure", "Arm − Adam", "Effect [95% t interval]", "p", "Holm p", "Verdict",
+                              "MDE (80%)", f"Seeds for {tests['target_effect']}"], rows), ""]
+    lines += ["## What the study can and cannot conclude", ""] + findings(report) + [""]
     return "\n".join(lines)
 
 
+def primary_lines(report: dict) -> list[str]:
+    tests, analysis = report["tests"], report["analysis"]
+    if tests["primary"] is None:
+        return ["No primary comparison: it needs the arms `adam` and `tradam` and a scorer."]
+    primary = tests["primary"]
+    diff = analysis[primary["measure"]]["vs_baseline"][primary["arm"]]
+    title = measure_title(primary["measure"], report["display_names"])
+    verdict = (f"significant at {tests['alpha']}" if primary["significant"] else
+               f"not significant at {tests['alpha']}")
+    return [f"TRAdam (paper) − Adam, {title}: **{difference_cell(diff)}** (mean [95% t interval]) over {diff['n']} "
+            f"seeds, sign-flip p = {p_cell(primary['p'])}: {verdict}. Minimum detectable effect at "
+            f"{tests['power']:.0%} power: {diff['mde']:.3f}; detecting {tests['target_effect']} would take "
+            f"{seeds_cell(diff['seeds_for_target'])} seeds (sd of the differences {diff['sd']:.4f})."]
+
+
 def findings(report: dict) -> list[str]:
-    """Plain sentences: significant differences (whatever their sign), the rest, the scorers' margins."""
-    arms = {a["name"]: a["label"] for a in report["arms"]}
-    out, display = [], report["display_names"]
-    for name, label in list(arms.items())[1:]:
-        significant = []
-        for measure, entry in report["analysis"].items():
-            diff = entry["vs_baseline"][name]
-            if diff["significant"]:
-                better = diff["mean"] < 0 if measure == "val_l1" else diff["mean"] > 0
-                significant.append(f"{measure_title(measure, display)} {'better' if better else 'worse'} "
-                                   f"({diff['mean']:+.4f})")
-        if significant:
-            out.append(f"- {label} vs Adam: significant on {len(significant)} of {len(report['analysis'])} "
-                       f"measures: " + "; ".join(significant) + ". The others are within seed noise.")
+    """Plain sentences, whatever the sign: the primary result, the corrected family, the noise check, the
+    learning curves, the scorers' margins and the study's scope."""
+    tests, display, analysis = report["tests"], report["display_names"], report["analysis"]
+    labels = {a["name"]: a["label"] for a in report["arms"]}
+    out = []
+    if tests["primary"] is not None:
+        primary = tests["primary"]
+        diff = analysis[primary["measure"]]["vs_baseline"][primary["arm"]]
+        if primary["significant"]:
+            direction = "higher" if diff["mean"] > 0 else "lower"
+            out.append(f"- Primary: on this setting TRAdam (paper) gives a {direction} class IoU than Adam, by "
+                       f"{diff['mean']:+.3f} (95% interval {diff['low']:+.3f} to {diff['high']:+.3f}).")
         else:
-            out.append(f"- {label} vs Adam: no measure differs beyond seed noise (every interval includes 0).")
+            out.append(f"- Primary: the study does not show a difference between TRAdam (paper) and Adam in class "
+                       f"IoU. That is not evidence of no difference: differences inside the interval "
+                       f"[{diff['low']:+.3f}, {diff['high']:+.3f}] fit the data, and only effects of about "
+                       f"{diff['mde']:.3f} or more would have been detected with {tests['power']:.0%} probability.")
+    significant = [e for e in tests["family"] if e["significant"]]
+    if significant:
+        out.append(f"- Other comparisons: {len(significant)} of {len(tests['family'])} significant after Holm: "
+                   + "; ".join(f"{labels[e['arm']]} on {measure_title(e['measure'], display)} "
+                               f"({analysis[e['measure']]['vs_baseline'][e['arm']]['mean']:+.4f}, Holm p "
+                               f"{p_cell(e['p_holm'])})" for e in significant) + ".")
+    elif tests["family"]:
+        out.append(f"- Other comparisons: none of the {len(tests['family'])} is significant after Holm's correction; "
+                   "their effects and intervals above are descriptive.")
+    if tests["family"] and tests["smallest_p_holm"] >= tests["alpha"]:
+        out.append(f"- With {len(report['seeds'])} seeds the smallest sign-flip p is {p_cell(tests['smallest_p'])}; "
+                   f"Holm over {len(tests['family'])} comparisons multiplies it to {p_cell(tests['smallest_p_holm'])}, "
+                   f"so no comparison but the primary one could reach significance in this design.")
+    for arm, sds in report.get("noise_check", {}).items():
+        if sds["final_sd"] is not None and sds["last_epochs_sd"] is not None:
+            out.append(f"- Measurement noise, {labels[arm]} − Adam in class IoU by "
+                       f"{display[report['curve_scorer']]}: sd over seeds {sds['final_sd']:.4f} for the final "
+                       f"checkpoint, {sds['last_epochs_sd']:.4f} for the mean of the last {LAST_EPOCHS} epoch files.")
+    ranking = report.get("late_ranking")
+    if ranking:
+        order = " > ".join(labels[name] for name in ranking["rankings"][-1])
+        rising = [labels[name] for name, rise in ranking["rise"].items() if rise > 0]
+        out.append(f"- Learning curves (class IoU by {display[report['curve_scorer']]}, mean over seeds): at the "
+                   f"last point the order is {order}; over the last {len(ranking['steps'])} points (steps "
+                   f"{', '.join(map(str, ranking['steps']))}) the ranking "
+                   f"{'still changes' if ranking['changed'] else 'does not change'}"
+                   + (f", and class IoU still rises for {', '.join(rising)}." if rising else "."))
     for arch, margins in report["ranking_margins"].items():
         worst = min(margins.values())
         verdict = "ranks: the real photos score above every generator on every metric" if worst > 0 else \
             "CANNOT rank: a generator scores at or above the real photos on some metric"
         out.append(f"- Scorer {display[arch]} {verdict} (smallest margin {worst:+.3f}).")
-    if len(report["seeds"]) <= 3:
-        out.append(f"- With {len(report['seeds'])} seeds a bootstrap interval excludes 0 only when every seed's "
-                   "difference has the same sign; more seeds (`--seeds`) sharpen the comparison.")
+    out.append("- Scope: the study can say how these arms compare on this setting, at this length and learning "
+               "rate, by these scorers. It cannot say how they compare on Cityscapes at the paper's size and "
+               "length, at other learning rates or batch sizes, or by other scorers.")
     return out
 
 
@@ -418,23 +679,22 @@ def study_arms(config: StudyConfig) -> list[Arm]:
     return [known["adam"]] + [known[a] for a in config.arms if a != "adam"]
 
 
-def learning_curves(config: StudyConfig, arms: list[Arm], curve_scorer: str, evalset) -> tuple[dict, dict]:
-    """Per arm and seed: validation L1 and class IoU (by ``curve_scorer``) of every epoch checkpoint, by
+def learning_curves(config: StudyConfig, arms: list[Arm], curve_results: list[dict], evalset) -> tuple[dict, dict]:
+    """Per arm and seed: validation L1 and class IoU (by the curve scorer) of every epoch checkpoint, by
     step; and the run's gradient-noise series."""
     checkpoints = Path(config.checkpoints_dir)
-    names = [run_name(arm, seed) for arm in arms for seed in config.seeds]
-    generators = {name: epoch_checkpoints(checkpoints / name) for name in names}
-    flat = [path for found in generators.values() for _, path in found]
-    curve_results = evaluate_generators(config, flat, None, checkpoints / "curves", [curve_scorer])
-    by_checkpoint = {Path(s["checkpoint"]).resolve(): s for s in curve_results["segmenters"][0]["image_sets"]}
+    by_checkpoint = {Path(s["checkpoint"]).resolve(): s for result in curve_results
+                     for s in result["segmenters"][0]["image_sets"]}
     curves, noise = {}, {}
     for arm in arms:
         for seed in config.seeds:
             name = run_name(arm, seed)
-            per_epoch = steps_per_epoch(checkpoints / name)
+            per_epoch = run_length(checkpoints / name)[1]
             l1, iou = [], []
-            for epoch, path in generators[name]:
-                scored = by_checkpoint[path.resolve()]
+            for epoch, path in epoch_checkpoints(checkpoints / name):
+                scored = by_checkpoint.get(path.resolve())
+                if scored is None or per_epoch is None:
+                    continue
                 step = epoch * per_epoch
                 l1.append((step, validation_l1(Path(scored["images"]), evalset)))
                 iou.append((step, scored["scores"]["class_iou"]))
@@ -456,34 +716,59 @@ def write_report(report: dict, out: Path) -> None:
     figures(report, out)
 
 
+def read_results(folders: list[Path]) -> list[dict]:
+    """The results.json of each folder that has one."""
+    return [json.loads((folder / "results.json").read_text()) for folder in folders
+            if (folder / "results.json").is_file()]
+
+
+def setting(config: StudyConfig, first_run: Path) -> dict:
+    """What the runs were: data, size, length, threads and CPU (for the report's plain-words setting)."""
+    run_options = json.loads((first_run / "options.json").read_text())
+    steps, _ = run_length(first_run)
+    return {"builtin_data": config.dataroot is None, "crop_size": run_options["crop_size"],
+            "netG": run_options["netG"], "steps": steps, "threads": run_options.get("threads"),
+            "jobs": config.jobs, "cpu": cpu_name()}
+
+
 def run_study(config: StudyConfig) -> Path:
     """Every step of the module docstring; returns the report folder."""
     arms = study_arms(config)
     check_device_name(config.device)
+    check_jobs_and_threads(config.jobs, config.threads)
     checkpoints, out = Path(config.checkpoints_dir), Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     for arm in arms:
         print(f"arm {arm.name}: {arm.label}: train.py {' '.join(arm.options)}", flush=True)
 
-    train_segmenters(config)
-    commands = train_runs(config, arms)
+    trainings, commands = train_jobs(config, arms)
     names = list(commands)
+    scorings, final_folders, curve_folders = scoring_jobs(config, names, config.jobs)
+    print(f"{len(names)} runs, {config.jobs} job(s) at once, {config.threads} thread(s) each; logs in "
+          f"{checkpoints / 'logs'}", flush=True)
+    run_jobs(scorer_jobs(config) + trainings + scorings, config.jobs, config.threads, checkpoints / "logs",
+             env=child_env())
 
-    final = evaluate_generators(config, None, names, checkpoints / "evaluation")
-    runs, truth = per_run_scores(final)
+    runs, truth, display = per_run_scores(read_results(final_folders))
     scorers = [a for a in SEGMENTER_ORDER if a in runs] + [a for a in runs if a not in SEGMENTER_ORDER]
-    display = {e["arch"]: e["display_name"] for e in final["segmenters"]}
-    dataroot = final["segmenters"][0]["image_sets"][0]["dataroot"]
+    first_set = next(iter(runs[scorers[0]].values()))
+    dataroot = first_set["dataroot"]
     evalset = open_eval_set(dataroot)
-    values = {f"{arch}:{key}": {label: s[key] for label, s in runs[arch].items()}
+    values = {f"{arch}:{key}": {label: s["scores"][key] for label, s in runs[arch].items()}
               for arch in scorers for key, _ in METRICS}
-    values["val_l1"] = {name: validation_l1(checkpoints / "evaluation" / name / "images", evalset) for name in names}
-    curves, noise = learning_curves(config, arms, scorers[0], evalset)
+    values["val_l1"] = {name: validation_l1(Path(runs[scorers[0]][name]["images"]), evalset) for name in names}
+    curves, noise = learning_curves(config, arms, read_results(curve_folders), evalset)
+    analysis = analyse(arms, config.seeds, values)
+    primary_measure = f"{scorers[0]}:{PRIMARY_METRIC}"
+    averaged = analyse(arms, config.seeds, {"last": last_epochs_mean(curves, arms, config.seeds)})["last"]
 
     report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": shown_path(dataroot),
+              "setting": setting(config, checkpoints / names[0]),
               "arms": [asdict(a) for a in arms], "train_options": commands, "scorers": scorers,
-              "display_names": display, "ground_truth": truth, "per_run": values,
-              "analysis": analyse(arms, config.seeds, values),
+              "display_names": display, "ground_truth": truth, "per_run": values, "analysis": analysis,
+              "tests": comparisons(analysis, arms, primary_measure),
+              "noise_check": noise_check(analysis, primary_measure, averaged),
+              "late_ranking": late_ranking(curves, arms),
               "ranking_margins": ranking_margins(runs, truth), "curve_scorer": scorers[0],
               "curves": curves, "noise": noise, "config": asdict(config)}
     write_report(report, out)
@@ -493,11 +778,11 @@ def run_study(config: StudyConfig) -> Path:
 def parse_args(argv=None) -> StudyConfig:
     parser = option_parser(__doc__.split("\n\n")[0], prog="python -m eval.study")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
-                        help="demo: the built-in city in about 46 min on 2 CPU cores; paper: the paper's runs "
+                        help="demo: the built-in city at 64 px, 4000 steps per run (CPU); paper: the paper's runs "
                              "(GPU); quick: tiny networks, checks the machinery only")
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
-                        help="adam, tradam, tradam_flat, adam_matched, adam_beta2, sgd, trsgd")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of every arm")
+                        help="adam, tradam, tradam_official, tradam_flat, adam_matched, adam_beta2, sgd, trsgd")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds of every arm")
     parser.add_argument("--dataroot", default=None, help="pix2pix-layout dataset; none: the built-in city")
     checkpoints_dir = parser.add_argument("--checkpoints-dir", default="checkpoints/study",
                                           help="folder of the study's runs")
@@ -509,10 +794,15 @@ def parse_args(argv=None) -> StudyConfig:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     parser.add_argument("--noise-freq", type=int, default=None,
                         help="steps between gradient-noise measurements (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="jobs (trainings, scorings) at once; default: the cores this process may use")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads of each job (recorded in every run's options.json); a fixed count "
+                             "keeps the numbers independent of the machine's cores and of --jobs")
     args = parser.parse_args(argv)
     return StudyConfig(preset=args.preset, arms=tuple(args.arms), seeds=tuple(args.seeds), dataroot=args.dataroot,
                        checkpoints_dir=args.checkpoints_dir, segmenter_dir=args.segmenter_dir, out=args.out,
-                       device=args.device, noise_freq=args.noise_freq)
+                       device=args.device, noise_freq=args.noise_freq, jobs=args.jobs, threads=args.threads)
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,7 @@ from common.command_line import add_former_spelling, flag, option_parser, run_ma
 from common.device import check_device_name, resolve_device
 from common.files import write_json
 from common.run_folder import RunFolder
+from common.threads import pin_threads
 from data.sampling import EpochSampler, SeededSamples
 from eval import EvalError
 from eval.fcn_score import EvalSet, open_eval_set, score_real_photos
@@ -100,6 +101,9 @@ def option_definitions() -> argparse.ArgumentParser:
     num_workers = parser.add_argument("--num-workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, data order, jitter)")
     parser.add_argument("--device", default="auto", help="where to train: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of torch, recorded in options.json and the segmenter's metadata; 0: "
+                             "torch's choice (OMP_NUM_THREADS or the cores)")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast, as train.py --amp (where the device has bf16: the CPU and CUDA from "
                              "Ampere on; elsewhere ignored)")
@@ -149,7 +153,7 @@ def validate(args: argparse.Namespace, out: Path) -> None:
     for name in ("n_epochs", "batch_size", "crop_size", "load_size"):
         if getattr(args, name) < 1:
             refuse(name, ">= 1")
-    for name in ("val_every", "num_workers", "seed"):
+    for name in ("val_every", "num_workers", "seed", "threads"):
         if getattr(args, name) < 0:
             refuse(name, ">= 0")
     if args.max_val_frames is not None and args.max_val_frames < 1:
@@ -405,7 +409,9 @@ def run_training(args: argparse.Namespace, out: Path, run: RunFolder, signals: S
     if args.amp and not amp:
         print(f"--amp ignored: {device} has no native bf16")
     dataroot = default_dataroot() if args.dataroot is None else Path(args.dataroot)
+    args.threads = pin_threads(args.threads)
     job = build_training(args, dataroot, device, amp)
+    job.training["threads"] = args.threads
     latest = run.path / "latest.pt"
     if args.resume:
         position = resume_from(latest, job)

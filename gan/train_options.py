@@ -121,6 +121,9 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
                    help="deterministic CUDA kernels (cudnn.benchmark off, torch.use_deterministic_algorithms, "
                         "CUBLAS_WORKSPACE_CONFIG): bit-identical repeats and resumes on one GPU, at a cost in speed; "
                         "the CPU is deterministic without it")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of torch, recorded in options.json (the count can change the last bits of "
+                        "the results; a resumed run keeps its own); 0: torch's choice (OMP_NUM_THREADS or the cores)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +183,7 @@ def check_ranges(options: argparse.Namespace) -> None:
                  "image_freq", "save_latest_freq", "save_epoch_freq", "num_image_frames"):
         if getattr(options, name) < 1:
             refuse(name, ">= 1")
-    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq", "keep_full"):
+    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq", "keep_full", "threads"):
         if getattr(options, name) < 0:
             refuse(name, ">= 0")
     for name in ("lr", "prox", "lambda_l1"):
