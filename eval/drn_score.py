@@ -49,6 +49,7 @@ def resize_scores_like_pil(scores: torch.Tensor, size: tuple[int, int]) -> torch
                                       for channel in array]))
 
 
+@torch.no_grad()
 def score_drn(segmenter: Segmenter, evalset: EvalSet, image_of: Callable[[int], torch.Tensor], device,
               batch_size: int, amp: bool, bar, meter) -> torch.Tensor:
     """Confusion matrix of DRN on the uint8 S x S images ``image_of(i)``, against ``evalset``'s labels."""

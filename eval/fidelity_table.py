@@ -41,7 +41,7 @@ def prepare_fidelity(args, sources: list[ImageSource], evalsets: dict[Path, Eval
         return None
     if args.kid:
         for source in sources:
-            what = source.images or source.checkpoint
+            what = source.images or f"{source.checkpoint} (the val images it generates)"
             check_kid_size(len(evalsets[source.dataroot.resolve()]), args.kid_subset_size, f"{what}")
         for root, evalset in evalsets.items():
             check_kid_size(len(evalset), args.kid_subset_size, f"{root} (val photos)")
