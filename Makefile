@@ -39,7 +39,9 @@ verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-# Finished runs and segmenters are reused; interrupted ones are resumed.
+# Finished runs and segmenters are reused; interrupted ones are resumed. FID/KID need torch-fidelity's
+# InceptionV3 file: cached, downloadable or INCEPTION_WEIGHTS=PATH; else one line says they were skipped.
+INCEPTION_WEIGHTS ?=
 demo: $(VENV)/.installed
 	@for optim in adam tradam; do \
 	  run=checkpoints/demo_$${optim}_seed0; \
@@ -52,7 +54,8 @@ demo: $(VENV)/.installed
 	  if [ -f $(DEMO_SEGMENTERS)/$$arch/latest.pt ]; then resume=--resume; else resume=; fi; \
 	  $(PY) -m eval.train_segmenter --preset demo --arch $$arch --out $$out $$resume || exit $$?; \
 	done
-	$(PY) evaluate.py --runs $(DEMO_RUNS) --segmenter-dir $(DEMO_SEGMENTERS) --out results/demo
+	$(PY) evaluate.py --runs $(DEMO_RUNS) --segmenter-dir $(DEMO_SEGMENTERS) --out results/demo \
+	  --fid --kid --kid-subset-size 25 $(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS))
 
 # The seeds study (eval/study.py): Adam, TRAdam and its controls over 3 seeds; writes docs/study/.
 study: $(VENV)/.installed
