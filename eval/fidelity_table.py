@@ -4,12 +4,14 @@
   with the one line saying why FID/KID are skipped, and every set checked against KID's subset size;
 * :func:`fidelity_entry` - results.json's ``fidelity`` entry: per image set FID, KID and KID's std over
   subsets against the real val photos of its dataset at the same size; rows per method (mean ± sample
-  std over its runs, :func:`eval.statistics.summarize`); a floor row per dataset (its real training
-  photos against its real val photos, at the same size).
+  std over its runs, :func:`eval.statistics.summarize`); a floor row per dataset (as many of its real
+  training photos as it has val frames, evenly spaced, against its real val photos, at the same size).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from common.progress import progress
 from eval.fcn_score import EvalSet
@@ -21,12 +23,16 @@ from eval.statistics import summarize
 COLUMNS = (("fid", "FID"), ("kid", "KID"), ("kid_subset_std", "KID std over subsets"))
 
 
-def train_photos(evalset: EvalSet):
-    """The real training photos of ``evalset``'s dataset at its size S x S, uint8, in dataset order."""
+def train_photos(evalset: EvalSet) -> tuple[list[int], object]:
+    """(indices, their uint8 S x S photos) of as many real training photos of ``evalset``'s dataset as it
+    has val frames (all of them if fewer), evenly spaced over the training set: the floor compares sets
+    of the size the generated ones have, since FID's estimate depends on the number of images."""
     from data.aligned import AlignedDataset
     dataset = AlignedDataset(evalset.dataroot, "train", direction="BtoA", load_size=evalset.size,
                              crop_size=evalset.size, flip=False, train=False)
-    return dataset, (to_uint8(dataset[i]["target"]) for i in range(len(dataset)))
+    count = min(len(evalset), len(dataset))
+    indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, count).round()})
+    return indices, (to_uint8(dataset[i]["target"]) for i in indices)
 
 
 def prepare_fidelity(args, sources: list[ImageSource], evalsets: dict[Path, EvalSet], device):
@@ -68,12 +74,12 @@ def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets:
         bar = progress(total=len(evalset), desc="Inception: real val photos", unit="img")
         real[root] = extractor((evalset.real_photo(i) for i in range(len(evalset))), bar)
         bar.close()
-        dataset, photos = train_photos(evalset)
-        bar = progress(total=len(dataset), desc="Inception: real train photos", unit="img")
+        indices, photos = train_photos(evalset)
+        bar = progress(total=len(indices), desc="Inception: real train photos", unit="img")
         train = extractor(photos, bar)
         bar.close()
         method = "Real train vs real val (floor)" + (f" ({root.name})" if several_roots else "")
-        floor.append({"method": method, "dataroot": str(root), "train_photos": len(dataset),
+        floor.append({"method": method, "dataroot": str(root), "train_photos": indices,
                       "scores": distances(train, real[root], args)})
     image_sets = []
     for source in sources:

@@ -23,7 +23,7 @@ from eval.sources import SEGMENTER_DIR, ImageSource, method_order
 from eval.statistics import summarize
 
 PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2",
-                "dpc_xception71": "Table 3", DRN_ARCH: "mIoU"}
+                "dpc_xception71": "Table 3", DRN_ARCH: "mIoU table"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71"}
 
 
