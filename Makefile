@@ -38,11 +38,15 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 # Finished runs and segmenters are reused; interrupted ones are resumed. The two runs and the two scorers
-# train side by side (JOBS at once, default: the cores; THREADS each, default 1), then evaluate.py.
+# train side by side (JOBS at once, default: the cores; THREADS each, default 1), then evaluate.py. FID/KID
+# need torch-fidelity's InceptionV3 file: cached, downloadable or INCEPTION_WEIGHTS=PATH; else one line says
+# they were skipped.
 JOBS ?=
 THREADS ?= 1
+INCEPTION_WEIGHTS ?=
 demo: $(VENV)/.installed
-	$(PY) -m eval.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)
+	$(PY) -m eval.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS) \
+	  $(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS))
 
 # The seeds study (eval/study.py): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
 # docs/study/.

@@ -11,7 +11,10 @@ images with each run's final generator, segments them with every trained segment
   ``python -m eval.import_segmenter dpc_xception71``) and by DeepLabV3+ Xception-71 (our stand-in),
 
 a row per optimizer (mean +- sample standard deviation over its runs) plus the ground-truth row (the
-real photos). ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
+real photos). With DRN-D-105 imported (``python -m eval.import_segmenter drn_d_105``) also its mIoU table,
+under GAN Compression's protocol by default (``--drn-protocol``); with ``--fid`` / ``--kid`` the FID/KID
+table of torch-fidelity's InceptionV3 (``--inception-weights PATH`` on offline machines), its floor row
+the real training photos against the real val photos. ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
 trainer's ``latest_net_G.pth``), ``--images DIR`` folders of generated ``<frame>.png`` images.
 
 Written to ``--out`` (default ``results/``): ``results.md`` (the tables), ``results.json`` (every score,
@@ -28,8 +31,11 @@ from pathlib import Path
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name, resolve_device
 from eval import EvalError
+from eval.drn_score import DRN_PROTOCOLS, drn_eval_sets
 from eval.fcn_score import PROTOCOLS
+from eval.fidelity_table import fidelity_entry, prepare_fidelity
 from eval.report import write_outputs
+from eval.scorers.drn import ARCH as DRN_ARCH
 from eval.segmenters import REGISTRY
 from eval.sources import find_runs, given_sources, open_eval_sets
 from eval.tables import generate_all, load_segmenters, score_all
@@ -62,6 +68,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="256",
                         help="256: score at the dataset's 256x256 with nearest-resized labels (TRAlgo paper); "
                              "fullres: upsample to the official label size and score against gtFine (pix2pix)")
+    parser.add_argument("--drn-protocol", choices=list(DRN_PROTOCOLS), default="gan_compression",
+                        help="how drn_d_105 scores: gan_compression: its log-softmax at the generated size resized "
+                             "per class to 2048x1024 (PIL bilinear) against the full-resolution trainIds, as GAN "
+                             "Compression's cityscapes_mIoU.py; generated_size: at the generated size against the "
+                             "S x S trainIds")
+    parser.add_argument("--fid", action="store_true",
+                        help="add FID (torch-fidelity's InceptionV3) of each run's val images against the real val "
+                             "photos, and the floor row real train vs real val")
+    parser.add_argument("--kid", action="store_true", help="add KID (mean and std over subsets), as --fid")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth for --fid/--kid; None: "
+                             "its torch hub cache, else a download there (skipped with one line when offline)")
+    parser.add_argument("--kid-subset-size", type=int, default=100,
+                        help="images per KID subset (every image set must hold this many)")
+    parser.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")
     parser.add_argument("--fast-hist", action="store_true",
                         help="count pixels with the pix2pix script's fast_hist and get_scores, bit for bit and "
                              "quirks included: a 20th-channel prediction for true class c lands in cell [c+1, 0], "
@@ -90,10 +111,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def validate(args) -> None:
     """One-line errors (EvalError) for bad options, before any work."""
-    for name in ("max_val_frames", "batch_size", "size", "figure_frames", "ngf"):
+    for name in ("max_val_frames", "batch_size", "size", "figure_frames", "ngf", "kid_subsets"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise EvalError(f"{flag(name)} must be >= 1, got {value}")
+    if args.kid_subset_size < 2:
+        raise EvalError(f"--kid-subset-size must be >= 2 (KID's unbiased estimate), got {args.kid_subset_size}")
+    if args.inception_weights is not None and not Path(args.inception_weights).is_file():
+        raise EvalError(f"--inception-weights {args.inception_weights}: file not found")
     if not 0 <= args.seed < 2**31:
         raise EvalError(f"--seed must be in [0, 2^31), got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -107,12 +132,17 @@ def evaluate(args) -> Path:
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
     segmenters = load_segmenters(args, checkpoints, device)
     evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
+    if any(arch == DRN_ARCH for arch, *_ in segmenters):  # its labels' layout, checked before any work
+        drn_eval_sets(evalsets, args.drn_protocol)
+    inception = prepare_fidelity(args, sources, evalsets, device)
     generate_all(sources, evalsets, out, args, device, args.amp)
     report = {"protocol": args.protocol, "histogram": "fast_hist" if args.fast_hist else "ours",
               "generation": "eval" if args.eval_mode else "test", "seed": args.seed,
               "datasets": {str(k): {"size": e.size, "frames": len(e)} for k, e in evalsets.items()},
               "segmenters": [score_all(*segmenter, sources, evalsets, args, device, args.amp)
                              for segmenter in segmenters]}
+    if inception is not None:
+        report["fidelity"] = fidelity_entry(*inception, sources, evalsets, args)
     write_outputs(report, sources, evalsets, out, args.figure_frames)
     return out
 

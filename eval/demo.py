@@ -1,12 +1,13 @@
 """``make demo``: Adam and TRAdam runs and both demo scorers on the built-in city, side by side, then Tables 2-3.
 
-    python -m eval.demo [--jobs N] [--threads T]
+    python -m eval.demo [--jobs N] [--threads T] [--inception-weights PATH]
 
 Four independent jobs (:mod:`common.jobs`), ``--jobs`` at once with ``--threads`` CPU threads each:
 ``train.py --preset demo --optim adam|tradam`` into ``checkpoints/demo_<optim>_seed0`` and
 ``python -m eval.train_segmenter --preset demo --arch fcn8s|deeplabv3plus_xception71`` into
 ``checkpoints/segmenters/demo/``; then ``evaluate.py`` on the two runs into ``results/demo/``, whose tables
-are printed. Finished runs and scorers are reused, unfinished ones resumed; logs go to
+are printed, with FID/KID where torch-fidelity's InceptionV3 file can be had (``--inception-weights``, its
+cache or a download; else one line says they were skipped). Finished runs and scorers are reused, unfinished ones resumed; logs go to
 ``checkpoints/logs/demo/``. SIGINT/SIGTERM are passed on to the running jobs (they save; exit 130/143).
 """
 from __future__ import annotations
@@ -16,18 +17,23 @@ import sys
 from pathlib import Path
 
 from common.command_line import option_parser, run_main
-from common.jobs import Job, check_jobs_and_threads, default_jobs, run_jobs
+from common.jobs import Job, check_jobs_and_threads, default_jobs, log_name, run_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ("adam", "tradam")
 SCORERS = ("fcn8s", "deeplabv3plus_xception71")
+KID_SUBSET_SIZE = 25  # of the built-in city's 50 validation frames
 
 
-def demo_jobs(checkpoints: Path, segmenters: Path, results: Path, threads: int) -> list[Job]:
-    """The demo's jobs: two trainings and two scorer trainings (independent), then the evaluation."""
+def demo_jobs(checkpoints: Path, segmenters: Path, results: Path, threads: int,
+              inception_weights: Path | None = None) -> list[Job]:
+    """The demo's jobs: two trainings and two scorer trainings (independent), then the evaluation (with
+    FID/KID when ``inception_weights`` is given)."""
     from common.checkpoint import load_checkpoint
     from eval.train_segmenter import run_path
     python, jobs = sys.executable, []
+    fidelity = () if inception_weights is None else (
+        "--fid", "--kid", "--kid-subset-size", str(KID_SUBSET_SIZE), "--inception-weights", str(inception_weights))
     for optim in OPTIMIZERS:
         latest = checkpoints / f"demo_{optim}_seed0" / "latest.pt"
         jobs.append(Job(f"train demo_{optim}_seed0", (
@@ -41,17 +47,34 @@ def demo_jobs(checkpoints: Path, segmenters: Path, results: Path, threads: int) 
                                            "--out", str(out), "--threads", str(threads), *resume), skip=out.is_file))
     jobs.append(Job("evaluate", (python, str(REPO / "evaluate.py"), "--checkpoints-dir", str(checkpoints),
                                  "--runs", *(f"demo_{optim}_seed0" for optim in OPTIMIZERS),
-                                 "--segmenter-dir", str(segmenters), "--out", str(results)),
+                                 "--segmenter-dir", str(segmenters), "--out", str(results), *fidelity),
                     after=tuple(job.name for job in jobs)))
     return jobs
 
 
-def run_demo(jobs: int, threads: int, checkpoints: Path, results: Path) -> str:
+def skipped_tables(log: Path, offset: int) -> str:
+    """The "skipping ..." lines the evaluation wrote to its log past ``offset`` (e.g. DRN-D-105 without
+    the users' file)."""
+    if not log.is_file():
+        return ""
+    with open(log, "rb") as file:
+        file.seek(offset)
+        lines = file.read().decode(errors="replace").splitlines()
+    return "".join(line + "\n" for line in lines if line.startswith("skipping"))
+
+
+def run_demo(jobs: int, threads: int, checkpoints: Path, results: Path, inception_weights: str | None) -> str:
+    from eval.fidelity import find_inception_weights, skip_line
     check_jobs_and_threads(jobs, threads)
-    segmenters = checkpoints / "segmenters" / "demo"
+    weights, origin = find_inception_weights(inception_weights)
+    if weights is None:
+        print(skip_line(origin), flush=True)
+    segmenters, logs = checkpoints / "segmenters" / "demo", checkpoints / "logs" / "demo"
+    evaluate_log = logs / log_name("evaluate")
+    logged_before = evaluate_log.stat().st_size if evaluate_log.is_file() else 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    run_jobs(demo_jobs(checkpoints, segmenters, results, threads), jobs, threads, checkpoints / "logs" / "demo",
-             env=env)
+    run_jobs(demo_jobs(checkpoints, segmenters, results, threads, weights), jobs, threads, logs, env=env)
+    print(skipped_tables(evaluate_log, logged_before), end="", flush=True)
     print((results / "results.md").read_text(), flush=True)
     return f"the comparison figure: {results / 'comparison.png'}"
 
@@ -62,8 +85,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of each job")
     parser.add_argument("--checkpoints-dir", default="checkpoints", help="folder of the demo's runs and scorers")
     parser.add_argument("--out", default="results/demo", help="the evaluation's folder")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="torch-fidelity's InceptionV3 file for FID/KID (default: its cache, else a download)")
     args = parser.parse_args(argv)
-    return run_main(lambda: run_demo(args.jobs, args.threads, Path(args.checkpoints_dir), Path(args.out)))
+    return run_main(lambda: run_demo(args.jobs, args.threads, Path(args.checkpoints_dir), Path(args.out),
+                                     args.inception_weights))
 
 
 if __name__ == "__main__":

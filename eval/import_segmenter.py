@@ -7,6 +7,8 @@
 * ``fcn8s_caffe``: pix2pix's Caffe FCN-8s (Table 2 of the paper), read straight from the caffemodel.
 * ``dpc_xception71``: DeepLab's DPC Xception-71 Cityscapes model-zoo file (Table 3), the tarball or its
   unpacked folder.
+* ``drn_d_105``: fyu/drn's DRN-D-105 Cityscapes file ``drn-d-105_ms_cityscapes.pth`` (the mIoU scorer of
+  SPADE, GAN Compression and later work).
 
 Each importer reads the original file, builds our network with those weights and returns it with its
 metadata; this command writes the result with :func:`eval.segmenters.save_segmenter`, which
@@ -24,19 +26,21 @@ from common.command_line import option_parser, run_main
 from eval import EvalError
 from eval.scorers.caffe_fcn8s import import_caffemodel
 from eval.scorers.dpc_xception71 import import_model_zoo
+from eval.scorers.drn import import_drn
 from eval.segmenters import save_segmenter
 
 # arch -> the function that reads the original file (its path) and returns (Segmenter, metadata).
 IMPORTERS = {
     "fcn8s_caffe": import_caffemodel,
     "dpc_xception71": import_model_zoo,
+    "drn_d_105": import_drn,
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = option_parser(__doc__.split("\n\n")[0])
     parser.add_argument("arch", choices=list(IMPORTERS), help="which original scorer SOURCE holds")
-    parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder)")
+    parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder; DRN .pth)")
     parser.add_argument("--out", type=Path, required=True, help="segmenter file to write (.pt)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser.parse_args(argv)

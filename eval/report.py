@@ -64,13 +64,31 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: 
 
 
 def fcn_score_table(title: str, rows: list[dict]) -> str:
-    """Table 2 or 3: a line per method (mean ± std over its runs, the number of runs when several)."""
+    """Table 2 or 3: a line per method (mean ± std over its runs, the number of runs when several);
+    first an mIoU column (x 100, two decimals, as later work prints it) when the rows have one."""
+    miou = bool(rows) and "miou" in rows[0]
     lines = []
     for row in rows:
         n = len(row["runs"])
         lines.append([row["method"] + (f" ({n} runs)" if n > 1 else "")]
+                     + ([summary_cell(row["miou"], 2)] if miou else [])
                      + [summary_cell(row[key]) for key, _ in METRICS])
-    return markdown_table(["Method", *(name for _, name in METRICS)], lines, title)
+    header = ["Method", *(["mIoU"] if miou else []), *(name for _, name in METRICS)]
+    return markdown_table(header, lines, title)
+
+
+def fidelity_table(entry: dict) -> str:
+    """The FID/KID table (:mod:`eval.fidelity_table`): a line per method (mean ± std over its runs), the
+    floor row(s), and the weights used under it."""
+    from eval.fidelity_table import COLUMNS
+    names = dict(COLUMNS)
+    digits = {"fid": 2, "kid": 4, "kid_subset_std": 4}
+    lines = [[row["method"] + (f" ({len(row['runs'])} runs)" if len(row["runs"]) > 1 else "")]
+             + [summary_cell(row[key], digits[key]) for key in entry["columns"]] for row in entry["rows"]]
+    table = markdown_table(["Method", *(names[key] for key in entry["columns"])], lines, entry["title"])
+    note = "KID std over subsets: a run's spread over its subsets (mean over runs)" if "kid" in entry["columns"] \
+        else ""
+    return "\n\n".join([table, f"InceptionV3 weights {entry['weights']}." + (f" {note}." if note else "")])
 
 
 def per_class_rows(scores: dict, class_names: Sequence[str] | None = None) -> list[tuple[str, float, float]]:
@@ -179,6 +197,8 @@ def write_outputs(report: dict, sources: list[ImageSource], evalsets: dict, out:
     out.mkdir(parents=True, exist_ok=True)
     tables = "\n\n".join("\n\n".join([fcn_score_table(entry["title"], entry["rows"]), *entry["footnotes"]])
                          for entry in report["segmenters"])
+    if report.get("fidelity"):
+        tables += "\n\n" + fidelity_table(report["fidelity"])
     print()
     print(tables)
     print()

@@ -9,7 +9,9 @@ The architectures (:mod:`eval.scorers`):
 * ``fcn8s_caffe``: pix2pix's own Caffe FCN-8s, imported from ``fcn-8s-cityscapes.caffemodel``
   (:mod:`eval.scorers.caffe_fcn8s`); it does its own input handling as the reference script does;
 * ``dpc_xception71``: DeepLab's model-zoo DPC Xception-71, imported from its frozen graph
-  (:mod:`eval.scorers.dpc_xception71`).
+  (:mod:`eval.scorers.dpc_xception71`);
+* ``drn_d_105``: fyu/drn's DRN-D-105, imported from ``drn-d-105_ms_cityscapes.pth``
+  (:mod:`eval.scorers.drn`); the mIoU scorer of later labels->photo work.
 
 A segmenter (:class:`eval.scorers.base.Segmenter`) takes images in [-1, 1] (the generator's range) and
 normalises them itself with the ImageNet mean and standard deviation. It is saved with its metadata:
@@ -33,7 +35,7 @@ from torch import nn
 from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
 from data.cityscapes import NUM_CLASSES
 from eval import EvalError
-from eval.scorers import caffe_fcn8s, deeplabv3plus, dpc_xception71, fcn8s
+from eval.scorers import caffe_fcn8s, deeplabv3plus, dpc_xception71, drn, fcn8s
 from eval.scorers.base import IMAGENET_MEAN, IMAGENET_STD, Segmenter
 
 DEFAULT_DIR = Path("checkpoints") / "segmenters"
@@ -61,6 +63,8 @@ REGISTRY: dict[str, SegmenterSpec] = {
     dpc_xception71.ARCH: SegmenterSpec(dpc_xception71.ARCH, dpc_xception71.DPCXception71Config,
                                        dpc_xception71.DPCXception71, dpc_xception71.display_name,
                                        obtain=dpc_xception71.IMPORT_COMMAND),
+    # fyu/drn's DRN-D-105 (the mIoU of SPADE, GAN Compression and later), imported from its .pth
+    drn.ARCH: SegmenterSpec(drn.ARCH, drn.DRND105Config, drn.DRNSeg, drn.display_name, obtain=drn.IMPORT_COMMAND),
 }
 
 

@@ -14,14 +14,16 @@ from pathlib import Path
 
 from common.progress import progress
 from eval import EvalError
+from eval.drn_score import DRN_PROTOCOLS, drn_eval_sets, score_drn_folder, score_drn_real_photos
 from eval.fcn_score import EvalSet, generate_images, new_meter, score_folder, score_real_photos, scores_of
 from eval.report import METRICS, scoring_footnotes
+from eval.scorers.drn import ARCH as DRN_ARCH
 from eval.segmenters import REGISTRY, default_path, load_segmenter, train_command
 from eval.sources import SEGMENTER_DIR, ImageSource, method_order
 from eval.statistics import summarize
 
 PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "fcn8s_caffe": "Table 2",
-                "dpc_xception71": "Table 3"}
+                "dpc_xception71": "Table 3", DRN_ARCH: "mIoU table"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71"}
 
 
@@ -68,32 +70,38 @@ def generate_all(sources: list[ImageSource], evalsets: dict, out: Path, args, de
         bar.close()
 
 
-def table_rows(per_source: list[dict], gt: list[dict]) -> list[dict]:
-    """One row per method (mean / std over its image sets) then the ground-truth row(s)."""
+def table_rows(per_source: list[dict], gt: list[dict], miou: bool = False) -> list[dict]:
+    """One row per method (mean / std over its image sets) then the ground-truth row(s); with ``miou``
+    also ``miou``, the class IOU x 100 as later work reports it."""
+    groups = [(method, [s for s in per_source if s["method"] == method], [s["label"] for s in per_source
+                                                                          if s["method"] == method])
+              for method in method_order([s["method"] for s in per_source])]
+    groups += [(entry["method"], [entry], []) for entry in gt]
     rows = []
-    for method in method_order([s["method"] for s in per_source]):
-        members = [s for s in per_source if s["method"] == method]
-        row = {"method": method, "runs": [s["label"] for s in members]}
+    for method, members, runs in groups:
+        row = {"method": method, "runs": runs}
         for key, _ in METRICS:
             row[key] = summarize([s["scores"][key] for s in members])
-        rows.append(row)
-    for entry in gt:
-        row = {"method": entry["method"], "runs": []}
-        for key, _ in METRICS:
-            row[key] = summarize([entry["scores"][key]])
+        if miou:
+            row["miou"] = summarize([100 * s["scores"]["class_iou"] for s in members])
         rows.append(row)
     return rows
 
 
 def score_sources(arch: str, model, sources: list[ImageSource], evalsets: dict[Path, EvalSet], args, device,
                   amp) -> tuple[list[dict], list[dict]]:
-    """(every image source's scores, the real photos' scores per dataset) under segmenter ``model``."""
+    """(every image source's scores, the real photos' scores per dataset) under segmenter ``model``
+    (DRN-D-105 under ``args.drn_protocol``, :mod:`eval.drn_score`; the others under ``args.protocol``)."""
+    score_real, score_images_in = score_real_photos, score_folder
+    if arch == DRN_ARCH:
+        evalsets = drn_eval_sets(evalsets, args.drn_protocol)
+        score_real, score_images_in = score_drn_real_photos, score_drn_folder
     several_roots = len(evalsets) > 1
     gt, per_source = [], []
     for root, evalset in evalsets.items():
         bar = progress(total=len(evalset), desc=f"{arch}: real photos", unit="img")
         meter = new_meter(model, device, args.fast_hist)
-        score_real_photos(model, evalset, device, args.batch_size, amp, bar, meter)
+        score_real(model, evalset, device, args.batch_size, amp, bar, meter)
         bar.close()
         method = "Ground truth" + (f" ({root.name})" if several_roots else "")
         gt.append({"method": method, "dataroot": str(root), "scores": scores_of(meter)})
@@ -101,7 +109,7 @@ def score_sources(arch: str, model, sources: list[ImageSource], evalsets: dict[P
         evalset = evalsets[source.dataroot.resolve()]
         bar = progress(total=len(evalset), desc=f"{arch}: {source.label}", unit="img")
         meter = new_meter(model, device, args.fast_hist)
-        score_folder(model, evalset, source.images, device, args.batch_size, amp, bar, meter)
+        score_images_in(model, evalset, source.images, device, args.batch_size, amp, bar, meter)
         bar.close()
         per_source.append({"label": source.label, "method": source.method, "seed": source.seed,
                            "checkpoint": source.checkpoint, "images": source.images,
@@ -115,11 +123,15 @@ def score_all(arch, model, meta, path, sources, evalsets, args, device, amp) -> 
     per_source, gt = score_sources(arch, model, sources, evalsets, args, device, amp)
     name = meta["display_name"]
     table = PAPER_TABLES.get(arch, "Table")
-    title = f"{table}: FCN-scores by {name} ({'; '.join(table_notes(arch, meta, evalsets, args))})"
-    return {"arch": arch, "table": table, "title": title, "footnotes": scoring_footnotes(per_source, gt),
+    drn = arch == DRN_ARCH
+    measure = "mIoU and FCN-scores" if drn else "FCN-scores"
+    title = f"{table}: {measure} by {name} ({'; '.join(table_notes(arch, meta, evalsets, args))})"
+    footnotes = scoring_footnotes(per_source, gt)
+    footnotes += [f"Protocol {args.drn_protocol}: {DRN_PROTOCOLS[args.drn_protocol]}."] if drn else []
+    return {"arch": arch, "table": table, "title": title, "footnotes": footnotes,
             "display_name": name, "checkpoint": str(path), "config": meta["config"],
             "trained_on": meta["trained_on"], "train_resolution": meta["train_resolution"],
-            "own_val_scores": meta["val_scores"], "rows": table_rows(per_source, gt),
+            "own_val_scores": meta["val_scores"], "rows": table_rows(per_source, gt, miou=drn),
             "image_sets": per_source, "ground_truth": gt}
 
 
@@ -127,8 +139,9 @@ def table_notes(arch: str, meta: dict, evalsets: dict[Path, EvalSet], args) -> l
     """What a table's title says in brackets: the scorer's origin, the protocol, the frames, the histogram."""
     notes = [TABLE_NOTES[arch]] if arch in TABLE_NOTES else []
     sizes = sorted({e.size for e in evalsets.values()})
-    protocol = f"protocol {args.protocol}" + ("" if args.protocol == "fullres" else
-                                              f" ({', '.join(f'{s}x{s}' for s in sizes)})")
+    name = args.drn_protocol if arch == DRN_ARCH else args.protocol
+    protocol = f"protocol {name}" + ("" if name in ("fullres", "gan_compression") else
+                                     f" ({', '.join(f'{s}x{s}' for s in sizes)})")
     origin = meta.get("provenance") or (f"imported from {meta['source']['file']}" if "source" in meta else
                                         f"trained by us on {meta['trained_on']['name']}")
     notes += [origin, protocol, ", ".join(f"{len(e)} val frames" for e in evalsets.values())]

@@ -25,3 +25,24 @@ def test_the_demo_jobs_and_their_commands(tmp_path):
 def test_bad_jobs_is_one_line(capsys):
     assert demo.main(["--jobs", "0"]) == 2
     assert capsys.readouterr().err == "error: --jobs must be >= 1, got 0\n"
+
+
+def test_fid_and_kid_join_the_evaluation_only_with_inception_weights(tmp_path):
+    weights = tmp_path / "inception.pth"
+    without = demo.demo_jobs(tmp_path / "ck", tmp_path / "seg", tmp_path / "results", threads=1)[-1]
+    with_weights = demo.demo_jobs(tmp_path / "ck", tmp_path / "seg", tmp_path / "results", threads=1,
+                                  inception_weights=weights)[-1]
+    assert not evaluate.parse_args(list(without.command[2:])).fid
+    scored = evaluate.parse_args(list(with_weights.command[2:]))
+    assert (scored.fid, scored.kid, scored.inception_weights, scored.kid_subset_size) == (
+        True, True, str(weights), demo.KID_SUBSET_SIZE)
+
+
+def test_the_demo_repeats_only_this_evaluations_skipping_lines(tmp_path):
+    log = tmp_path / "evaluate.log"
+    log.write_text("skipping old line\n")
+    offset = log.stat().st_size
+    with open(log, "a") as file:
+        file.write("$ evaluate.py ...\nskipping DRN-D-105: no file\nTable 2\n")
+    assert demo.skipped_tables(log, offset) == "skipping DRN-D-105: no file\n"
+    assert demo.skipped_tables(tmp_path / "absent.log", 0) == ""

@@ -361,3 +361,149 @@ def test_every_option_is_checked_before_any_work(evaluated, tmp_path, capsys, ex
                   *out, *extra], capsys)
     assert message in err
     assert not (tmp_path / "out").exists() and a_file.read_text() == "not a folder"
+
+
+# --------------------------------------------------------------------- DRN-D-105 and FID/KID
+def official_val_labels(root: Path) -> list[np.ndarray]:
+    """Full-resolution trainIds of the val frames (the official layout beside the pix2pix one)."""
+    from data.cityscapes import label_ids_to_train_ids
+    index = json.loads((root / "index.json").read_text())
+    official = root.parent / "cityscapes" / "gtFine" / "val"
+    names = [index["val"][f.name] for f in sorted((root / "val").glob("*.jpg"))]
+    return names, [label_ids_to_train_ids(np.asarray(Image.open(next(official.glob(f"*/{n}_gtFine_labelIds.png")))))
+                   for n in names]
+
+
+@pytest.fixture(scope="module")
+def drn_segmenters(tmp_path_factory):
+    """A segmenter folder holding DRN-D-105 imported from a random-valued file in the published layout."""
+    from eval.import_segmenter import main as import_main
+    from tests.test_drn import random_state
+    folder = tmp_path_factory.mktemp("drn")
+    torch.save(random_state(seed=3), folder / "drn-d-105_ms_cityscapes.pth")
+    assert import_main(["drn_d_105", str(folder / "drn-d-105_ms_cityscapes.pth"), "--out",
+                        str(folder / "segmenters" / "drn_d_105.pt")]) == 0
+    return folder / "segmenters"
+
+
+def test_drn_d_105_miou_under_gan_compression_and_at_the_generated_size(evaluated, drn_segmenters, tmp_path, capsys):
+    """GAN Compression's protocol: DRN on the 64x64 PNG, each log-softmax channel resized by PIL (mode F)
+    to the official label size (128x64), argmax against the full-resolution trainIds; mIoU = nan-mean
+    IoU x 100. generated_size: argmax at 64x64 against the 64x64 labels."""
+    checkpoints, root, images = evaluated["checkpoints"], evaluated["root"], evaluated["out"] / "adam_seed1" / "images"
+    model, _ = load_segmenter(drn_segmenters / "drn_d_105.pt")
+    names, labels = official_val_labels(root)
+    from data.aligned import AlignedDataset
+    val = AlignedDataset(root, "val", direction="BtoA", load_size=64, crop_size=64, flip=False, train=False)
+    for protocol in ("gan_compression", "generated_size"):
+        out = tmp_path / protocol
+        assert evaluate.main(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(drn_segmenters),
+                              "--segmenters", "drn_d_105", "--images", str(images), "--dataroot", str(root),
+                              "--drn-protocol", protocol, "--out", str(out), "--device", "cpu"]) == 0
+        stdout = capsys.readouterr().out
+        entry = json.loads((out / "results.json").read_text())["segmenters"][0]
+        assert entry["title"].startswith("mIoU table: mIoU and FCN-scores by DRN-D-105") and f"protocol {protocol}" in stdout
+        assert f"Protocol {protocol}: " in stdout  # under the table
+        hist = np.zeros((19, 19), np.int64)
+        for name, label in zip(names, labels):
+            image = np.asarray(Image.open(images / f"{name}.png").convert("RGB"))
+            with torch.no_grad():
+                scores = model(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
+            if protocol == "gan_compression":
+                resized = np.stack([np.asarray(Image.fromarray(c.numpy()).resize((label.shape[1], label.shape[0]),
+                                                                                  Image.BILINEAR)) for c in scores])
+                pred = resized.argmax(0)
+            else:
+                pred = scores.argmax(0).numpy()
+                label = val[names.index(name)]["label"].numpy()
+            keep = label != 255
+            np.add.at(hist, (label[keep].astype(np.int64), pred[keep]), 1)
+        scored = entry["image_sets"][0]["scores"]
+        assert np.array_equal(np.array(scored["confusion"]), hist)
+        union = hist.sum(0) + hist.sum(1) - np.diag(hist)
+        miou = 100 * np.nanmean(np.where(union > 0, np.diag(hist) / np.maximum(union, 1), np.nan))
+        row = entry["rows"][0]
+        assert row["miou"]["mean"] == pytest.approx(miou)
+        assert f"| {row['method']} | {miou:.2f} | " in stdout
+
+
+def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated, tmp_path, monkeypatch, capsys):
+    from eval import fidelity
+    from eval.scorers.base import to_uint8
+    from data.aligned import AlignedDataset
+    from tests.inception_writer import write_random_inception
+    from tests.test_fidelity import frechet_by_scipy
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
+    weights = write_random_inception(tmp_path / "random-inception.pth")
+    checkpoints, root, runs = evaluated["checkpoints"], evaluated["root"], evaluated["out"]
+    out = tmp_path / "out"
+    assert evaluate.main(["--checkpoints-dir", str(checkpoints), "--segmenters", "fcn8s", "--fid", "--kid",
+                          "--inception-weights", str(weights), "--kid-subset-size", "3", "--kid-subsets", "4",
+                          "--out", str(out), "--device", "cpu"]) == 0
+    stdout = capsys.readouterr().out
+    entry = json.loads((out / "results.json").read_text())["fidelity"]
+    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam", "Real train vs real val (floor)"]
+    assert "### FID/KID by torch-fidelity's InceptionV3" in stdout and "random-inception.pth" in stdout
+
+    extract = fidelity.InceptionFeatures(weights)
+    val = AlignedDataset(root, "val", direction="BtoA", load_size=64, crop_size=64, flip=False, train=False)
+    train_set = AlignedDataset(root, "train", direction="BtoA", load_size=64, crop_size=64, flip=False, train=False)
+    real = extract(to_uint8(val[i]["target"]) for i in range(len(val)))
+    assert len(train_set) == 4 and len(val) == 3  # the floor takes 3 training photos, evenly spaced: 0, 2, 3
+    train_features = extract(to_uint8(train_set[i]["target"]) for i in (0, 2, 3))
+    names, _ = official_val_labels(root)
+    per_run = {}
+    for run in ("adam_seed0", "adam_seed1", "tradam_seed0"):
+        features = extract(torch.from_numpy(np.asarray(Image.open(runs / run / "images" / f"{n}.png").convert("RGB"))
+                                            .copy()).permute(2, 0, 1) for n in names)
+        per_run[run] = frechet_by_scipy(features, real)
+        scores = next(s for s in entry["image_sets"] if s["label"] == run)["scores"]
+        assert scores["fid"] == pytest.approx(per_run[run], rel=1e-6)
+        assert set(scores) == {"fid", "kid", "kid_subset_std"}
+    rows = {row["method"]: row for row in entry["rows"]}
+    adam = [per_run["adam_seed0"], per_run["adam_seed1"]]
+    assert rows["Adam"]["fid"]["mean"] == pytest.approx(statistics.fmean(adam), rel=1e-6)
+    assert rows["Adam"]["fid"]["std"] == pytest.approx(statistics.stdev(adam), rel=1e-6)
+    assert rows["TRAdam"]["fid"]["std"] is None
+    floor = rows["Real train vs real val (floor)"]
+    assert floor["fid"]["mean"] == pytest.approx(frechet_by_scipy(train_features, real), rel=1e-6)
+    assert f"| Adam (2 runs) | {rows['Adam']['fid']['mean']:.2f} ± {rows['Adam']['fid']['std']:.2f} |" in stdout
+
+
+def test_fid_kid_skipped_with_one_line_where_the_weights_cannot_be_had(evaluated, tmp_path, monkeypatch, capsys):
+    from eval import fidelity
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    attempts = []
+
+    def offline(url, path, timeout=None):
+        attempts.append(url)
+        raise OSError("network unreachable")
+    monkeypatch.setattr(fidelity, "download", offline)
+    out = tmp_path / "out"
+    assert evaluate.main(["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--fid",
+                          "--kid", "--max-val-frames", "1", "--out", str(out), "--device", "cpu"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "FID" in line]
+    assert len(lines) == 1 and lines[0].startswith("skipping FID/KID:") and "--inception-weights PATH" in lines[0]
+    assert attempts == [fidelity.WEIGHTS_URL]
+    assert "fidelity" not in json.loads((out / "results.json").read_text())
+
+
+def test_fid_kid_bad_input_is_one_line_before_any_generation(evaluated, tmp_path, monkeypatch, capsys):
+    from eval import fidelity
+    from tests.inception_writer import write_random_inception
+    monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
+    base = ["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
+            "--out", str(tmp_path / "out")]
+    err = _error(base + ["--fid", "--inception-weights", str(tmp_path / "missing.pth")], capsys)
+    assert f"--inception-weights {tmp_path / 'missing.pth'}: file not found" in err
+    other = tmp_path / "resnet18.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, other)
+    err = _error(base + ["--kid", "--kid-subset-size", "3", "--inception-weights", str(other)], capsys)
+    assert f"{other}: not torch-fidelity's InceptionV3 weights" in err
+    weights = write_random_inception(tmp_path / "random-inception.pth")
+    images = evaluated["out"] / "adam_seed0" / "images"
+    err = _error(base + ["--kid", "--inception-weights", str(weights), "--images", str(images), "--dataroot",
+                         str(evaluated["root"])], capsys)  # 3 val frames, subsets of 100
+    assert f"{images}: 3 images, fewer than the KID subset size 100; pass --kid-subset-size 3 or less" in err
+    assert not (tmp_path / "out").exists()
