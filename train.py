@@ -35,7 +35,7 @@ from data.sampling import EpochSampler, SeededSamples
 from data.synthetic import default_dataset
 from gan.monitor import TrainingMonitor
 from gan.pix2pix import Pix2Pix, wrap_for_training
-from gan.resume import divergence_advice, resume_command, resume_options
+from gan.resume import divergence_advice, load_resume_checkpoint, resume_command, resume_options
 from gan.schedule import lr_schedulers, set_initial_lr
 from gan.train_options import UsageError, build_configs, parse_args, validate
 
@@ -200,7 +200,7 @@ def open_run(args: argparse.Namespace, folder: RunFolder) -> tuple[Run, dict | N
     rank, world_size, local_rank = init_from_environment(use_cuda)
     if rank == 0:
         folder.claim(args.resume, args.overwrite)
-    checkpoint = load_checkpoint(folder.path / "latest.pt", require_format=True) if args.resume else None
+    checkpoint = load_resume_checkpoint(folder.path / "latest.pt") if args.resume else None  # validated
     options, first_lr = argparse.Namespace(**vars(args)), args.lr
     if checkpoint is not None:
         if checkpoint["world_size"] != world_size:

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from common.command_line import InputError
+from common.files import process_alive
 
 HIDDEN_KINDS = ("partial", "replaced")
 
@@ -68,23 +69,13 @@ def make_partial(out: Path) -> Path:
             continue
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def hidden_copies(out: Path, kind: str) -> list[Path]:
     """The ``.<name>.<kind>-<pid>-<token>`` entries beside ``out`` whose process is gone (oldest name first)."""
     pattern = re.compile(rf"^\.{re.escape(out.name)}\.{kind}-(\d+)-[0-9a-f]+$")
     found = []
     for path in sorted(out.parent.glob(f".{out.name}.{kind}-*")) if out.parent.is_dir() else []:
         match = pattern.match(path.name)
-        if match and not _process_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             found.append(path)
     return found
 
