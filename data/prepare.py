@@ -36,6 +36,7 @@ from tqdm import tqdm
 from common.command_line import option_parser, run_main
 from common.outputs import make_partial, prepare_output, replace_folder
 from data import DataError
+from data.aligned import read_index
 from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
 from data.fingerprint import files_fingerprint
 from data.images import read_image
@@ -117,8 +118,8 @@ def sources_fingerprint(root: Path, frames: dict[str, list[Frame]]) -> str:
 def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool:
     """Whether ``out`` already holds a complete preparation of exactly these frames at this size."""
     try:
-        index = json.loads((out / "index.json").read_text())
-    except (OSError, ValueError):
+        index = read_index(out / "index.json")
+    except DataError:
         return False
     if index.get("size") != size or index.get("format_version") != FORMAT_VERSION:
         return False
@@ -133,8 +134,8 @@ def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool
 
 def _existing_sources(out: Path) -> str | None:
     try:
-        return json.loads((out / "index.json").read_text()).get("sources")
-    except (OSError, ValueError):
+        return read_index(out / "index.json").get("sources")
+    except DataError:
         return None
 
 
