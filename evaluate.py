@@ -33,7 +33,9 @@ from eval.report import write_outputs
 from eval.segmenters import REGISTRY
 from eval.sources import find_runs, given_sources, open_eval_sets
 from eval.tables import generate_all, load_segmenters, score_all
-from gan.networks import NORMS
+from gan.networks import NORMS, check_image_size
+
+MAX_SIZE = 4096  # --size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,6 +96,9 @@ def validate(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise EvalError(f"{flag(name)} must be >= 1, got {value}")
+    if args.size is not None and args.size > MAX_SIZE:
+        raise EvalError(f"--size must be <= {MAX_SIZE} (twice Cityscapes' 2048-pixel photos; generating at 8192 "
+                        f"takes tens of GB), got {args.size}")
     if not 0 <= args.seed < 2**31:
         raise EvalError(f"--seed must be in [0, 2^31), got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -107,6 +112,7 @@ def evaluate(args) -> Path:
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
     segmenters = load_segmenters(args, checkpoints, device)
     evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
+    check_before_generating(sources, evalsets, args.size)
     generate_all(sources, evalsets, out, args, device, args.amp)
     report = {"protocol": args.protocol, "histogram": "fast_hist" if args.fast_hist else "ours",
               "generation": "eval" if args.eval_mode else "test", "seed": args.seed,
@@ -115,6 +121,35 @@ def evaluate(args) -> Path:
                              for segmenter in segmenters]}
     write_outputs(report, sources, evalsets, out, args.figure_frames)
     return out
+
+
+def check_before_generating(sources, evalsets: dict, given_size: int | None) -> None:
+    """What would fail only after generating, checked first: every label map to score against holds trainIds
+    (read now, kept for scoring), and every generator suits the image size."""
+    for evalset in evalsets.values():
+        if evalset.protocol != "fullres":
+            for i in range(len(evalset)):
+                evalset.label(i)  # data.aligned checks the values of each trainId map it reads
+    for source in sources:
+        if source.checkpoint is None:
+            continue
+        evalset = evalsets[source.dataroot.resolve()]
+        try:
+            check_image_size(generator_name(source), evalset.size)
+        except ValueError as error:
+            where = f"--size {given_size}" if given_size else f"{evalset.dataroot}: its {evalset.size}-pixel images"
+            raise EvalError(f"{where}: {error} ({source.checkpoint})") from None
+
+
+def generator_name(source) -> str:
+    """The architecture of a source's generator: from its checkpoint's netG_config (read without its tensors),
+    else the --netG given for bare state_dicts."""
+    import torch
+    try:
+        obj = torch.load(source.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        return str(obj["netG_config"]["name"])
+    except Exception:  # a bare state_dict, or a file load_generator will name
+        return source.generator_kwargs.get("name", "unet_256")
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from data import DataError
-from data.cityscapes import color_to_train_ids
+from data.cityscapes import IGNORE_INDEX, NUM_CLASSES, color_to_train_ids
 from data.fingerprint import files_fingerprint
 from data.images import image_header, read_image
 
@@ -124,7 +124,7 @@ class AlignedDataset(torch.utils.data.Dataset):
             label = read_image(label_path)
             if label.mode not in ("L", "P"):
                 raise DataError(f"{label_path}: expected a single-channel trainId PNG, got mode {label.mode}")
-            return np.asarray(label, dtype=np.uint8)
+            return check_train_ids(np.asarray(label, dtype=np.uint8), label_path)
         return color_to_train_ids(np.asarray(color_half), path=path)
 
     def __getitem__(self, index: int) -> dict:
@@ -163,6 +163,17 @@ class AlignedDataset(torch.utils.data.Dataset):
         source, target = (b, a) if self.direction == "BtoA" else (a, b)
         return {"input": source, "target": target, "label": label,
                 "name": self.names.get(path.name, path.stem), "index": index}
+
+
+def check_train_ids(label: np.ndarray, path: Path) -> np.ndarray:
+    """``label`` if every value is a trainId (0..18) or 255 (ignore), else DataError naming ``path``, the
+    value and where it is."""
+    bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX)
+    if bad.any():
+        y, x = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{path}: value {int(label[y, x])} at x={x}, y={y} ({int(bad.sum())} pixel(s)) is not a "
+                        f"trainId (0..{NUM_CLASSES - 1}, or {IGNORE_INDEX} for ignore)")
+    return label
 
 
 MAX_INDEX_BYTES = 64 << 20  # index.json of a million frames is about 50 MB

@@ -361,3 +361,36 @@ def test_every_option_is_checked_before_any_work(evaluated, tmp_path, capsys, ex
                   *out, *extra], capsys)
     assert message in err
     assert not (tmp_path / "out").exists() and a_file.read_text() == "not a folder"
+
+
+# ------------------------------------------------------------------------- checked before generating
+def _evaluate_cli(*args):
+    return subprocess.run([sys.executable, "evaluate.py", *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_size_the_generators_cannot_take_is_refused_before_generating(evaluated, tmp_path):
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--segmenters", "fcn8s", "--device", "cpu",
+                           "--out", tmp_path / "out", "--size", "33")
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: --size 33: image size 33x33 does not suit generator unet_64")
+    assert "generating" not in result.stdout and not (tmp_path / "out").exists()
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--device", "cpu", "--out", tmp_path / "out",
+                           "--size", "100000")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --size must be <= 4096 (")
+
+
+def test_a_label_value_outside_the_train_ids_is_refused_before_generating(evaluated, tmp_path):
+    root = shutil.copytree(evaluated["root"], tmp_path / "data")
+    label_path = root / "val_trainids" / "1.png"
+    label = np.array(Image.open(label_path))
+    label[5, 7] = 30
+    Image.fromarray(label).save(label_path)
+    run = evaluated["checkpoints"] / "adam_seed0" / "latest.pt"
+    result = _evaluate_cli("--generator", run, "--dataroot", root, "--checkpoints-dir", evaluated["checkpoints"],
+                           "--segmenters", "fcn8s", "--device", "cpu", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {label_path}: value 30 at x=7, y=5 (1 pixel(s)) is not a trainId "
+                                     f"(0..18, or 255 for ignore)")
+    assert "generating" not in result.stdout and not (tmp_path / "out").exists()
