@@ -27,6 +27,7 @@ from pathlib import Path
 
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name, resolve_device
+from common.outputs import check_apart
 from eval import EvalError
 from eval.fcn_score import PROTOCOLS
 from eval.report import write_outputs
@@ -110,6 +111,7 @@ def evaluate(args) -> Path:
     """Find or take the image sources, generate, score with every segmenter, write the outputs."""
     device, checkpoints, out = resolve_device(args.device), Path(args.checkpoints_dir), Path(args.out)
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
+    check_apart({"--out": out}, evaluation_inputs(sources, args))  # the output rule (common.outputs)
     segmenters = load_segmenters(args, checkpoints, device)
     evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
     check_before_generating(sources, evalsets, args.size)
@@ -121,6 +123,20 @@ def evaluate(args) -> Path:
                              for segmenter in segmenters]}
     write_outputs(report, sources, evalsets, out, args.figure_frames)
     return out
+
+
+def evaluation_inputs(sources, args) -> dict[Path, str]:
+    """What evaluate.py reads, for the output rule: datasets, generator files and run folders, image folders,
+    segmenters."""
+    inputs = {Path(args.segmenter_dir or Path(args.checkpoints_dir) / "segmenters"): "--segmenter-dir"}
+    for source in sources:
+        inputs[source.dataroot] = "--dataroot"
+        if source.checkpoint is not None:  # a generator file, or a run's folder
+            inputs[source.checkpoint if args.generator else source.checkpoint.parent] = \
+                "--generator" if args.generator else "--checkpoints-dir (a run)"
+        elif source.images is not None:
+            inputs[source.images] = "--images"
+    return inputs
 
 
 def check_before_generating(sources, evalsets: dict, given_size: int | None) -> None:

@@ -29,6 +29,7 @@ from common.device import resolve_device
 from common.distributed import any_rank, gather, init_from_environment, is_main_process, leave, nonfinite_ranks
 from common.files import write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
+from common.outputs import check_apart
 from common.run_folder import RunFolder
 from data.aligned import AlignedDataset, check_same_dataset, dataset_fingerprint
 from data.sampling import EpochSampler, SeededSamples
@@ -57,6 +58,8 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     saved latest.pt by raising common.interrupts.Stopped.
     """
     folder = RunFolder(Path(args.checkpoints_dir) / args.name)
+    if args.dataroot is not None:  # the output rule (common.outputs); RunFolder replaces and restores runs
+        check_apart({"--checkpoints-dir/--name": folder.path}, {Path(args.dataroot): "--dataroot"})
     with StopSignals() as signals, folder.in_use():
         return train_in(folder, args, signals)
 

@@ -394,3 +394,13 @@ def test_a_label_value_outside_the_train_ids_is_refused_before_generating(evalua
     assert result.stderr.strip() == (f"error: {label_path}: value 30 at x=7, y=5 (1 pixel(s)) is not a trainId "
                                      f"(0..18, or 255 for ignore)")
     assert "generating" not in result.stdout and not (tmp_path / "out").exists()
+
+
+def test_results_are_never_written_into_what_is_scored(evaluated, tmp_path):
+    run = evaluated["checkpoints"] / "adam_seed0"
+    before = sorted(p.name for p in run.iterdir())
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--segmenters", "fcn8s", "--device", "cpu",
+                           "--out", run)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: --out {run}: is the input {run} (of --checkpoints-dir (a run))")
+    assert sorted(p.name for p in run.iterdir()) == before
