@@ -93,7 +93,7 @@ TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "-
         "--n-epochs-decay", "1", "--num-workers", "0", "--device", "cpu"]
 # train.main with two pauses a test controls through files in $MARKS: with PAUSE_START, RunFolder.start
 # waits (after touching "at_start") until "go" exists; with PAUSE_FIRST_SAVE, the first checkpoint write
-# stops half way (after touching "saving") for 60 s.
+# stops half way (after touching "saving") for 60 s. With FULL_DISK=<name>, writing <name> fails as on a full disk.
 DRIVER = """
 import io, os, sys, time
 from pathlib import Path
@@ -119,6 +119,15 @@ def paused_save(obj, f):
     time.sleep(60)
     f.write(data[len(data) // 2:])
 
+real_fsync = os.fsync
+
+def full_disk_fsync(fd):  # the disk fills up while a file named in $FULL_DISK is written
+    if "." + os.environ["FULL_DISK"] + "." in os.readlink("/proc/self/fd/%d" % fd):
+        raise OSError(28, os.strerror(28))
+    return real_fsync(fd)
+
+if os.environ.get("FULL_DISK"):
+    os.fsync = full_disk_fsync
 if os.environ.get("PAUSE_START"):
     RunFolder.start = paused_start
 if os.environ.get("PAUSE_FIRST_SAVE"):
@@ -210,3 +219,12 @@ def test_overwrite_through_a_symlinked_run_folder_replaces_its_target(synthetic_
     assert checkpoint["step"] == 2 and checkpoint["options"]["seed"] == 3
     assert sorted(p.name for p in checkpoints.iterdir()) == ["run"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["real_run"]
+
+
+def test_a_full_disk_at_start_names_the_file(synthetic_root, tmp_path):
+    args = ["--dataroot", synthetic_root, "--checkpoints-dir", tmp_path, "--name", "run", *TINY]
+    process = start_driver(args, tmp_path / "marks", FULL_DISK="options.json")
+    err = process.communicate(timeout=300)[1]
+    assert process.returncode == 2
+    assert err.strip() == f"error: {tmp_path / 'run' / 'options.json'}: No space left on device"
+    assert not list((tmp_path / "run").glob(".options.json.*"))
