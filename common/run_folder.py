@@ -165,7 +165,7 @@ class RunFolder:
             raise RunFolderError(f"{path}: exists and is not a folder")
         if not path.is_dir():
             if not self._clean_leftovers():  # an interrupted --overwrite may have left the run aside
-                raise RunFolderError(f"{path}: nothing to resume (no such run)")
+                raise RunFolderError(f"{path}: nothing to resume (no latest.pt)")
         self.lock = RunLock(path)
 
     def start(self) -> Path:
