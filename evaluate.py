@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name, resolve_device
-from common.outputs import check_apart
+from common.outputs import check_apart, hidden_copies_note
 from eval import EvalError
 from eval.fcn_score import PROTOCOLS
 from eval.report import write_outputs
@@ -110,6 +110,8 @@ def validate(args) -> None:
 def evaluate(args) -> Path:
     """Find or take the image sources, generate, score with every segmenter, write the outputs."""
     device, checkpoints, out = resolve_device(args.device), Path(args.checkpoints_dir), Path(args.out)
+    for note in hidden_copies_note(checkpoints):  # runs an interrupted --overwrite set aside
+        print(note, flush=True)
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
     check_apart({"--out": out}, evaluation_inputs(sources, args))  # the output rule (common.outputs)
     segmenters = load_segmenters(args, checkpoints, device)

@@ -107,6 +107,20 @@ def recover_hidden(out: Path) -> list[str]:
     return notes
 
 
+def hidden_copies_note(folder: Path) -> list[str]:
+    """A line for each ``.<name>.replaced-*`` folder in ``folder`` left by a process that is gone (for commands
+    that read ``folder`` without writing it: they name such copies, the command that writes ``<name>`` puts
+    them back)."""
+    pattern = re.compile(r"^\.(.+)\.replaced-(\d+)-[0-9a-f]+$")
+    notes = []
+    for path in sorted(Path(folder).glob(".*.replaced-*")) if Path(folder).is_dir() else []:
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not process_alive(int(match.group(2))):
+            notes.append(f"{Path(folder) / match.group(1)}: a previous version set aside by an interrupted command "
+                         f"is in {path}; the next command that writes {match.group(1)} puts it back")
+    return notes
+
+
 def prepare_output(outputs: dict[str, Path], inputs: dict[Path, str]) -> list[str]:
     """The output rule before any work: :func:`check_apart`, then :func:`recover_hidden` for each output;
     returns the lines to print."""

@@ -404,3 +404,16 @@ def test_results_are_never_written_into_what_is_scored(evaluated, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: --out {run}: is the input {run} (of --checkpoints-dir (a run))")
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_run_an_interrupted_overwrite_set_aside_is_named(evaluated, tmp_path):
+    checkpoints = shutil.copytree(evaluated["checkpoints"], tmp_path / "checkpoints")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    hidden = checkpoints / f".adam_seed1.replaced-{gone.pid}-0a1b2c"
+    (checkpoints / "adam_seed1").rename(hidden)
+    result = _evaluate_cli("--checkpoints-dir", checkpoints, "--segmenters", "fcn8s", "--device", "cpu", "--out",
+                           tmp_path / "out", "--runs", "adam_seed0")
+    assert result.returncode == 0, result.stderr
+    assert (f"{checkpoints / 'adam_seed1'}: a previous version set aside by an interrupted command is in {hidden}; "
+            f"the next command that writes adam_seed1 puts it back") in result.stdout
