@@ -168,6 +168,23 @@ def _checked_options(saved: dict, refuse) -> argparse.Namespace:
     return options
 
 
+def _shapes_only_mode():
+    """A TorchFunctionMode under which the in-place initialisers do nothing (for networks built on the meta
+    device only to read their shapes: torch's meta kernels for random fills import its compiler, seconds)."""
+    from torch.overrides import TorchFunctionMode
+
+    class ShapesOnly(TorchFunctionMode):
+        SKIPPED = {"normal_", "uniform_", "fill_", "zero_", "zeros_", "ones_", "constant_", "kaiming_uniform_",
+                   "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "trunc_normal_"}
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", None) in self.SKIPPED:
+                return args[0] if args else kwargs.get("tensor")
+            return func(*args, **kwargs)
+    return ShapesOnly()
+
+
 def _check_networks(checkpoint: dict, options: argparse.Namespace, refuse) -> None:
     """netG/netD hold the tensors of the networks ``options`` describe (built on the meta device: no memory),
     and each optimizer state is of the run's optimizer kind, over as many tensors of the same shapes."""
@@ -178,7 +195,7 @@ def _check_networks(checkpoint: dict, options: argparse.Namespace, refuse) -> No
     config = ModelConfig(netG=options.netG, netD=options.netD, ngf=options.ngf, ndf=options.ndf,
                          n_layers_D=options.n_layers_D, norm=options.norm, use_dropout=not options.no_dropout)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _shapes_only_mode():
             nets = {"netG": build_generator(**config.generator_config()),
                     "netD": build_discriminator(config.netD, input_nc=config.input_nc + config.output_nc,
                                                 ndf=config.ndf, n_layers=config.n_layers_D, norm=config.norm)}
