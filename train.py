@@ -6,14 +6,17 @@
     torchrun --nproc_per_node 4 train.py --optim tradam  # one process per GPU (gloo on CPU)
 
 A run lives in <checkpoints-dir>/<name>/: options.json, latest.pt (complete state, every
---save-latest-freq steps and each epoch), epoch_<NNN>.pt, events/ (TensorBoard) and samples/.
-Ctrl-C or SIGTERM stops after the current step with a saved latest.pt (exit 130 / 143); --resume
+--save-latest-freq steps and each epoch), epoch_<NNN>.pt (weights of G and D only, every --save-epoch-freq
+epochs), full_<NNN>.pt (with --keep-full K: the complete state of the last K of those epochs),
+events/ (TensorBoard) and samples/. Ctrl-C or SIGTERM stops after the current step (under torchrun: at
+the next --log-freq step, where the ranks agree) with a saved latest.pt (exit 130 / 143); --resume
 continues from it.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,11 +26,12 @@ import torch
 
 from common import rng
 from common.amp import amp_dtype, autocast
-from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
+from common.checkpoint import (FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries,
+                               save_atomic)
 from common.command_line import run_main
-from common.device import resolve_device
-from common.distributed import any_rank, gather, init_from_environment, is_main_process, leave, nonfinite_ranks
-from common.files import write_json
+from common.device import decide_device, make_deterministic
+from common.distributed import gather, init_from_environment, is_main_process, launch_environment, leave, ranks_where
+from common.files import write_atomic, write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
 from common.outputs import check_apart
 from common.run_folder import RunFolder
@@ -60,6 +64,8 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     folder = RunFolder(Path(args.checkpoints_dir) / args.name)
     if args.dataroot is not None:  # the output rule (common.outputs); RunFolder replaces and restores runs
         check_apart({"--checkpoints-dir/--name": folder.path}, {Path(args.dataroot): "--dataroot"})
+    if args.deterministic:  # before anything starts CUDA
+        make_deterministic()
     with StopSignals() as signals, folder.in_use():
         return train_in(folder, args, signals)
 
@@ -74,11 +80,7 @@ def train_in(folder: RunFolder, args: argparse.Namespace, signals: StopSignals) 
     dataset = AlignedDataset(options.dataroot, "train", direction=options.direction, load_size=options.load_size,
                              crop_size=options.crop_size, flip=not options.no_flip, train=True)
     sampler = EpochSampler(len(dataset), seed=options.seed, rank=run.rank, world_size=run.world_size)
-    loader = torch.utils.data.DataLoader(
-        SeededSamples(dataset), batch_size=options.batch_size, sampler=sampler, num_workers=options.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False, drop_last=False,
-        generator=torch.Generator(),  # its own generator: creating an iterator must not consume global RNG
-        worker_init_fn=ignore_stop_signals)  # Ctrl-C reaches the workers too; the main process stops them
+    loader = make_loader(dataset, sampler, options.batch_size, options.num_workers, device)
     run.steps_per_epoch = math.ceil(sampler.per_rank() / options.batch_size)
     run.total_steps = min(run.total_epochs * run.steps_per_epoch, options.max_steps or math.inf)
 
@@ -115,17 +117,32 @@ def train_in(folder: RunFolder, args: argparse.Namespace, signals: StopSignals) 
     return pix2pix
 
 
+def make_loader(dataset: AlignedDataset, sampler: EpochSampler, batch_size: int, num_workers: int,
+                device: torch.device) -> torch.utils.data.DataLoader:
+    """The training batches in ``sampler``'s order. Workers (``num_workers`` > 0) are started once and kept
+    across epochs; each sample draws its randomness from its own seed (data.sampling), so the batches are
+    the same with any number of workers."""
+    return torch.utils.data.DataLoader(
+        SeededSamples(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=num_workers > 0, drop_last=False,
+        generator=torch.Generator(),  # its own generator: creating an iterator must not consume global RNG
+        worker_init_fn=ignore_stop_signals)  # Ctrl-C reaches the workers too; the main process stops them
+
+
 def train_loop(run: Run, pix2pix: Pix2Pix, schedulers, loader, sampler: EpochSampler,
                monitor: TrainingMonitor | None, signals: StopSignals) -> None:
     """Epochs of a D and a G step per batch until the last epoch, --max-steps or a stop signal; latest.pt
-    every --save-latest-freq steps and at each epoch's end, the last step's losses checked at log steps."""
+    every --save-latest-freq steps and at each epoch's end, the last step's losses checked at log steps.
+
+    Under torchrun the ranks agree on stopping (a signal on any rank) and on finite losses in one
+    all-reduce at each --log-freq step and at each save, never in between: no step waits for the device."""
     options = run.options
     amp = (lambda: autocast(run.device)) if options.amp else None
     losses = {}
     if run.step >= run.total_steps and run.epoch < run.total_epochs:
         say(f"{run.folder.path}: at step {run.step}, its --max-steps {options.max_steps}; give a larger one "
             f"(0: no limit) to continue")
-    while run.epoch < run.total_epochs and run.step < run.total_steps and not stop_requested(signals, run):
+    while run.epoch < run.total_epochs and run.step < run.total_steps and not stopping(signals, run):
         sampler.set_epoch(run.epoch, start=run.epoch_step * options.batch_size)
         if monitor is not None:
             monitor.epoch_started()
@@ -133,16 +150,17 @@ def train_loop(run: Run, pix2pix: Pix2Pix, schedulers, loader, sampler: EpochSam
             losses = pix2pix.training_step(*batch_on_device(batch, run), autocast=amp)
             run.step, run.epoch_step = run.step + 1, run.epoch_step + 1
             if run.step % options.log_freq == 0:
-                check_finite(losses, run)
+                agree(run, signals, losses)
             if monitor is not None:
                 monitor.after_step(run.step, losses, pix2pix)
             if run.step % options.save_latest_freq == 0:
                 save_checkpoint(run.latest, losses, run, pix2pix, schedulers, signals)
-            if run.step >= run.total_steps or stop_requested(signals, run):  # a signal: stop after this step
+            if run.step >= run.total_steps or stopping(signals, run):  # a signal: stop after this step
                 break
-        if run.epoch_step >= run.steps_per_epoch:  # the epoch is complete
-            end_epoch(run, losses, pix2pix, schedulers, signals)
+        snapshot = run.epoch_step >= run.steps_per_epoch and end_epoch(run, schedulers)  # the epoch is complete
         save_checkpoint(run.latest, losses, run, pix2pix, schedulers, signals)
+        if snapshot:
+            save_snapshot(run, pix2pix, signals)
     if run.epoch < run.total_epochs and run.step < run.total_steps:  # stopped by a signal
         if run.latest_step != run.step:
             save_checkpoint(run.latest, losses, run, pix2pix, schedulers, signals)
@@ -153,13 +171,13 @@ def train_loop(run: Run, pix2pix: Pix2Pix, schedulers, loader, sampler: EpochSam
         monitor.write_samples(run.step, pix2pix)
 
 
-def end_epoch(run: Run, losses: dict, pix2pix: Pix2Pix, schedulers, signals: StopSignals) -> None:
-    """The next epoch's lr, and an epoch_<NNN>.pt every --save-epoch-freq epochs and after the last."""
+def end_epoch(run: Run, schedulers) -> bool:
+    """The next epoch and its lr; whether the finished epoch gets a snapshot (every --save-epoch-freq
+    epochs and after the last)."""
     run.epoch, run.epoch_step = run.epoch + 1, 0
     for scheduler in schedulers:
         scheduler.step()
-    if run.epoch % run.options.save_epoch_freq == 0 or run.epoch == run.total_epochs:
-        save_checkpoint(run.folder.path / f"epoch_{run.epoch:03d}.pt", losses, run, pix2pix, schedulers, signals)
+    return run.epoch % run.options.save_epoch_freq == 0 or run.epoch == run.total_epochs
 
 
 # ----------------------------------------------------------------------------------------- setup
@@ -182,6 +200,7 @@ class Run:
     total_steps: float = math.inf  # the last step of all epochs, or --max-steps
     latest_step: int | None = None  # the step latest.pt holds, if it exists
     latest_options: dict | None = None  # latest.pt's options if it was saved before this process ran
+    stop_agreed: bool = False  # under torchrun: the ranks agreed to stop after this step (a signal on one)
 
     @property
     def latest(self) -> Path:
@@ -199,17 +218,22 @@ class Run:
 def open_run(args: argparse.Namespace, folder: RunFolder) -> tuple[Run, dict | None]:
     """The Run of this process (the folder claimed on the main process) and, with --resume, the checkpoint
     it continues from."""
-    use_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    rank, world_size, local_rank = init_from_environment(use_cuda)
+    world_size, local_rank = launch_environment()
+    device = decide_device(args.device, world_size, local_rank)  # the command line's, never a saved run's
+    rank, world_size = init_from_environment(device)
     if rank == 0:
         folder.claim(args.resume, args.overwrite)
     checkpoint = load_resume_checkpoint(folder.path / "latest.pt") if args.resume else None  # validated
     options, first_lr = argparse.Namespace(**vars(args)), args.lr
     if checkpoint is not None:
+        if "optimizer_G" not in checkpoint:
+            raise CheckpointError(f"{folder.path / 'latest.pt'}: holds weights only (an epoch snapshot); --resume "
+                                  f"needs a complete checkpoint: a latest.pt or a full_<NNN>.pt of --keep-full")
         if checkpoint["world_size"] != world_size:
             raise UsageError(f"{folder.path / 'latest.pt'}: saved with {checkpoint['world_size']} processes, "
                              f"resumed with {world_size}; the data order would change")
         options = resume_options(args, checkpoint["options"], folder.path, checkpoint["step"])
+        options.device, options.deterministic = args.device, args.deterministic  # as given now (or auto)
         first_lr = checkpoint["options"]["lr"]
     if options.dataroot is None:
         options.dataroot = str(default_dataset(verbose=is_main_process()))
@@ -218,15 +242,16 @@ def open_run(args: argparse.Namespace, folder: RunFolder) -> tuple[Run, dict | N
     if checkpoint is not None:
         check_same_dataset(options.dataroot, fingerprint, checkpoint["data_fingerprint"],
                            checkpoint["options"]["dataroot"])
-    run = Run(options, folder, resolve_device(options.device, local_rank), rank, world_size, first_lr, fingerprint)
+    run = Run(options, folder, device, rank, world_size, first_lr, fingerprint)
     adapt_to_device(run)
     return run, checkpoint
 
 
 def adapt_to_device(run: Run) -> None:
-    """cuDNN autotuning on CUDA; what --amp and --norm syncbatch do where they cannot work as asked."""
+    """cuDNN autotuning on CUDA (not with --deterministic); what --amp and --norm syncbatch do where they
+    cannot work as asked."""
     options, device = run.options, run.device
-    if device.type == "cuda":
+    if device.type == "cuda" and not options.deterministic:
         torch.backends.cudnn.benchmark = True
     if options.amp and (device.type == "cpu" or amp_dtype(device) is None):
         say("--amp: bf16 autocast on the CPU (fast only on CPUs with AVX512-BF16 or AMX)" if device.type == "cpu"
@@ -293,11 +318,9 @@ def batch_on_device(batch: dict, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
 def save_checkpoint(path: Path, losses: dict, run: Run, pix2pix: Pix2Pix, schedulers, signals: StopSignals) -> None:
     """Write the complete training state to ``path`` (the main process; a collective), after checking
     that the last ``losses`` and the whole state are finite on every rank."""
-    check_finite(losses, run)
     state = pix2pix.state_dict()
     bad = nonfinite_entries(state)  # weights, batch-norm buffers, optimizer moments: one sync
-    if any_rank(bool(bad), run.device):  # every rank stops, or none
-        raise diverged(f"non-finite values in {describe_names(bad) if bad else 'the state of another rank'}", run)
+    agree(run, signals, losses, bad)  # every rank stops, or none
     rng_states = gather(rng.capture(run.device))  # every rank's own generators
     if is_main_process():  # every rank knows what is on disk, for the same divergence message
         scheduler_G, scheduler_D = schedulers
@@ -316,13 +339,51 @@ def save_checkpoint(path: Path, losses: dict, run: Run, pix2pix: Pix2Pix, schedu
         run.latest_step, run.latest_options = run.step, None
 
 
-def check_finite(losses: dict, run: Run) -> None:
-    """All ranks stop together, with the same message, when any rank's loss is not finite."""
-    bad = nonfinite_ranks(losses)
+def save_snapshot(run: Run, pix2pix: Pix2Pix, signals: StopSignals) -> None:
+    """epoch_<NNN>.pt of the epoch just ended: what evaluation and learning curves read (G and D with their
+    configs, the options and the position), no optimizer state. Written by the main process right after
+    latest.pt, whose save checked the same weights. With --keep-full K, latest.pt is also copied to
+    full_<NNN>.pt, of which the newest K are kept."""
+    if not is_main_process():
+        return
+    state = pix2pix.state_dict()
+    snapshot = {key: state[key] for key in ("netG_config", "model_config", "netG", "netD")}
+    snapshot.update(format_version=FORMAT_VERSION, options=run.options_record(), epoch=run.epoch, step=run.step,
+                    world_size=run.world_size, weights_only=True)
+    path = run.folder.path / f"epoch_{run.epoch:03d}.pt"
+    with signals.saving(path):
+        save_atomic(snapshot, path)
+    if run.options.keep_full:
+        keep_full_copy(run.latest, run.folder.path / f"full_{run.epoch:03d}.pt", run.options.keep_full)
+
+
+def keep_full_copy(latest: Path, path: Path, keep: int) -> None:
+    """A copy of ``latest`` as ``path`` (written atomically; a copy, not a link, so that copying another
+    file over latest.pt by hand cannot change it); the full_<NNN>.pt beyond the newest ``keep`` are deleted."""
+    with open(latest, "rb") as source:
+        write_atomic(path, lambda file: shutil.copyfileobj(source, file, 1 << 24))
+    for old in sorted(path.parent.glob("full_[0-9]*.pt"))[:-keep]:
+        old.unlink()
+
+
+def agree(run: Run, signals: StopSignals, losses: dict, bad_state: list[str] | None = None) -> None:
+    """The ranks' one agreement (one all-reduce under torchrun, none on one process): whether to stop
+    after this step (a signal reached any rank: ``run.stop_agreed``), and whether the last ``losses`` and
+    the state (``bad_state``: this rank's non-finite entries) are finite everywhere; if not, every rank
+    raises the same one-line error."""
+    flags = {"stop": signals.requested is not None, "state": bool(bad_state)}
+    flags.update({name: ~torch.isfinite(value.detach()).all() for name, value in losses.items()})
+    ranks_of = ranks_where(flags, run.device)
+    stop_ranks, state_ranks = ranks_of.pop("stop"), ranks_of.pop("state")
+    run.stop_agreed = run.stop_agreed or bool(stop_ranks)
+    bad = {name: ranks for name, ranks in ranks_of.items() if ranks}
     if bad:
         ranks = sorted({r for ranks_of_loss in bad.values() for r in ranks_of_loss})
         where = f" on rank {', '.join(map(str, ranks))}" if run.world_size > 1 else ""
         raise diverged(f"non-finite loss {', '.join(bad)}{where}", run)
+    if state_ranks:
+        what = describe_names(bad_state) if bad_state else "the state of another rank"
+        raise diverged(f"non-finite values in {what}", run)
 
 
 def diverged(what: str, run: Run) -> FloatingPointError:
@@ -331,10 +392,10 @@ def diverged(what: str, run: Run) -> FloatingPointError:
     return FloatingPointError(f"{run.folder.path}: training diverged at step {run.step} ({what}); {advice}")
 
 
-def stop_requested(signals: StopSignals, run: Run) -> bool:
-    """A signal reached this process or, under torchrun, any rank: every rank stops after the same step."""
-    requested = signals.requested is not None
-    return any_rank(requested, run.device) if run.world_size > 1 else requested
+def stopping(signals: StopSignals, run: Run) -> bool:
+    """Whether to stop after this step: a signal reached this process or, under torchrun, any rank by the
+    last agreement (:func:`agree`), so that every rank stops after the same step without a collective here."""
+    return run.stop_agreed if run.world_size > 1 else signals.requested is not None
 
 
 def say(message: str) -> None:

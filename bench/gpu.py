@@ -10,20 +10,32 @@ D at batch size 1 and 256x256:
 2. ``optimizer.step()`` alone over G's and D's parameters: torch's fused Adam, TRAdam's default path
    (multi-tensor on CUDA), and TRAdam's per-tensor path, with the kernel launches of one step
    (counted by the profiler) and the memory beyond the parameters and gradients;
-3. evaluation: frames/s of segmenting generated images with FCN-8s and DeepLabV3+ Xception-71 at
-   256x256 (the TRAlgo paper's protocol) and at 2048x1024 (pix2pix's fullres protocol).
+3. evaluation: frames/s of segmenting generated images with our FCN-8s and DeepLabV3+ Xception-71,
+   which run at their training resolution (256x256) whatever the frame: a 256x256 frame (the TRAlgo
+   paper's protocol) and a 2048x1024 frame (pix2pix's fullres protocol: the frame is resized to 256x256
+   first, so the network's cost is the same and the resizing is what differs);
+4. the imported reference scorers, which really run at full resolution (in fp32 whatever --amp-eval):
+   pix2pix's Caffe FCN-8s on a 2048x1024 frame and DeepLab's DPC Xception-71 on its 1025x2049 crop
+   (random weights of the real shapes), with frames/s and peak memory;
+5. with more than one GPU visible (or ``--processes N``): train.py itself under torchrun, at 1 and at N
+   processes: time per step and torch.distributed collectives per step (bench/torchrun_steps.py).
 
 On the CPU (``--device cpu``, or no GPU) it runs the same measurements on a small version (unet_32
-with 8 filters at 32x32, width-scaled segmenters, "fullres" = 64x128, a few steps, no compile
-unless ``--compile``), so that the benchmark itself is tested; its numbers say nothing about a GPU.
-Ratios are against (a) and torch's fused Adam, measured in the same run.
+with 8 filters at 32x32, width-scaled segmenters, "fullres" = 64x128, narrow reference scorers, a few
+steps, no compile unless ``--compile``, torchrun only with ``--processes N`` and then over gloo), so that
+the benchmark itself is tested; its numbers say nothing about a GPU. Ratios are against (a), torch's
+fused Adam and the 1-process run, measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -37,7 +49,7 @@ from eval.segmenters import build_segmenter  # noqa: E402
 from common.amp import autocast  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
 from tralgo import TRAdam  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix  # noqa: E402
+from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, wrap_for_training  # noqa: E402
 from train_step import ReferenceStep  # noqa: E402
 
 
@@ -51,15 +63,19 @@ class Scale:
     size: int
     fullres: tuple[int, int]
     segmenters: dict
+    references: dict  # imported reference scorers: arch -> (config, classes)
     steps: int
     warmup: int
 
 
 FULL = Scale("unet_256", 64, 64, 256, (1024, 2048),
-             {"fcn8s": None, "deeplabv3plus_xception71": None}, steps=20, warmup=5)
+             {"fcn8s": None, "deeplabv3plus_xception71": None},
+             {"fcn8s_caffe": (None, 20), "dpc_xception71": (None, 19)}, steps=20, warmup=5)
 SMALL = Scale("unet_32", 8, 8, 32, (64, 128),
               {"fcn8s": {"width_mult": 1 / 16},
                "deeplabv3plus_xception71": {"encoder": "mobilenetv3_small_050", "decoder_channels": 16}},
+              {"fcn8s_caffe": ({"block_widths": (4, 8, 8, 16, 16), "fc_width": 32}, 20),
+               "dpc_xception71": ({"crop_size": (65, 129), "width_mult": 1 / 32}, 19)},
               steps=3, warmup=1)
 
 
@@ -147,12 +163,7 @@ class OurStep:
     def __init__(self, scale: Scale, device, optim: str, amp=False, channels_last=False, compile_=False):
         model = ModelConfig(netG=scale.netG, ngf=scale.ngf, ndf=scale.ndf)
         self.model = Pix2Pix(model, OptimConfig(optim), OptimConfig(optim), device=device)
-        G, D = self.model.netG, self.model.netD
-        if channels_last:
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        if compile_:
-            G, D = torch.compile(G), torch.compile(D)
-        self.model.wrap(G, D)
+        wrap_for_training(self.model, device, channels_last=channels_last, compile=compile_)  # as train.py
         self.device, self.channels_last = device, channels_last
         self.autocast = (lambda: autocast(device)) if amp else None
 
@@ -236,13 +247,71 @@ def bench_evaluation(scale: Scale, device, amp: bool) -> list[tuple]:
                     model.predict(images, out_size=(h, w))
 
             ms = median_ms(segment, device, scale.steps, scale.warmup)
-            rows.append((f"{model.display_name}", f"{protocol} ({w}x{h})", 1e3 / ms))
+            rows.append((f"{model.display_name}", f"{protocol} ({w}x{h} frame, network at {scale.size}x{scale.size})",
+                         1e3 / ms))
         del model
     return rows
 
 
+def bench_references(scale: Scale, device, amp: bool) -> list[tuple]:
+    """(name, what the network sees, frames/s, peak MB) of each imported reference scorer on one frame of
+    the fullres size, as evaluate.py calls it (Segmenter.predict at the label size)."""
+    rows = []
+    h, w = scale.fullres
+    for arch, (config, classes) in scale.references.items():
+        torch.manual_seed(0)
+        with PeakMemory(device) as memory:
+            model = build_segmenter(arch, config, num_classes=classes).to(device).eval()
+            images = torch.rand(1, 3, h, w, device=device) * 2 - 1
+
+            @torch.no_grad()
+            def segment():
+                with autocast(device, amp) if amp else nullcontext():
+                    model.predict(images, out_size=(h, w))
+
+            ms = median_ms(segment, device, max(1, scale.steps // 4), 1)
+        crop = getattr(model.net, "config", None)
+        seen = getattr(crop, "crop_size", (h, w))
+        rows.append((model.display_name, f"{seen[1]}x{seen[0]}", 1e3 / ms, memory.mb))
+        del model, images
+    return rows
+
+
+# ----------------------------------------------------------------------------- 5. torchrun
+def bench_torchrun(scale: Scale, device: torch.device, processes: int) -> list[tuple]:
+    """(processes, ms per step, collectives per step) of train.py under torchrun at 1 and ``processes``
+    processes (one GPU each on CUDA, gloo on the CPU), on a synthetic dataset large enough that the timed
+    steps fall in one epoch; the first ``scale.warmup`` steps are not timed."""
+    from data.synthetic import generate
+    steps = scale.warmup + max(scale.steps, 2)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        root = generate(Path(folder) / "data", n_train=processes * (steps + 1), n_val=1, size=scale.size)
+        for n in (1, processes):
+            out = Path(folder) / f"steps{n}.json"
+            options = ["--dataroot", str(root), "--checkpoints-dir", str(Path(folder) / "runs"), "--name", f"p{n}",
+                       "--netG", scale.netG, "--ngf", str(scale.ngf), "--ndf", str(scale.ndf), "--load-size",
+                       str(scale.size), "--crop-size", str(scale.size), "--max-steps", str(steps),
+                       "--num-workers", "0" if device.type == "cpu" else "2", "--num-image-frames", "1",
+                       "--device", "cuda" if device.type == "cuda" else "cpu", "--optim", "tradam"]
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port",
+                       str(port), str(Path(__file__).with_name("torchrun_steps.py")), str(out), *options]
+            result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            if result.returncode != 0:
+                raise RuntimeError(f"torchrun with {n} processes failed: {result.stderr.strip()[-2000:]}")
+            record = json.loads(out.read_text())
+            times, counts = record["times"][:-1], record["collectives"][:-1]  # step starts (the last: after all)
+            timed = len(times) - 1 - scale.warmup
+            rows.append((n, (times[-1] - times[scale.warmup]) / timed * 1e3,
+                         (counts[-1] - counts[scale.warmup]) / timed))
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
-def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool) -> str:
+def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool, processes: int = 0) -> str:
     lines = []
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (small stand-in sizes)"
     if device.type == "cpu":
@@ -269,6 +338,21 @@ def run(device: torch.device, scale: Scale, with_compile: bool, amp_eval: bool) 
     lines += ["", f"| evaluation: segmenting one frame{' (bf16 autocast)' if amp_eval else ''} | protocol | frames/s |",
               "|---|---|---:|"]
     lines += [f"| {name} | {protocol} | {fps:.1f} |" for name, protocol, fps in rows]
+
+    rows = bench_references(scale, device, amp_eval)
+    lines += ["", "| reference scorer at full resolution, fp32 | network input | frames/s | peak memory (MB) |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {name} | {seen} | {fps:.2f} | {mb:.0f} |" for name, seen, fps, mb in rows]
+
+    if processes > 1:
+        rows = bench_torchrun(scale, device, processes)
+        single = rows[0][1]
+        lines += ["", "| train.py under torchrun | ms per step | × 1 process | collectives per step |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {n} process{'es' if n > 1 else ''} | {ms:.1f} | {ms / single:.2f} | {per_step:.2f} |"
+                  for n, ms, per_step in rows]
+        lines.append("\ncollectives: torch.distributed calls from Python (train.py's agreements at --log-freq steps "
+                     "and saves, DDP's buffer broadcasts); DDP's gradient all-reduce is not among them")
     return "\n".join(lines)
 
 
@@ -279,6 +363,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default: 20 CUDA, 3 CPU)")
     parser.add_argument("--compile", action="store_true", help="include (f) on the CPU (always included on CUDA)")
     parser.add_argument("--amp-eval", action="store_true", help="segment with bf16 autocast (evaluate.py --amp)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="torchrun measurement with this many processes (default: the visible GPUs when more "
+                             "than one on CUDA, else none; on the CPU over gloo)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of torch (default: torch's choice; 1 steadies timings on a busy machine)")
     args = parser.parse_args(argv)
@@ -294,7 +381,10 @@ def main(argv=None) -> int:
     scale = SMALL if device.type != "cuda" or args.small else FULL
     if args.steps:
         scale = replace(scale, steps=args.steps)
-    print(run(device, scale, with_compile=args.compile or device.type == "cuda", amp_eval=args.amp_eval))
+    processes = args.processes if args.processes is not None else (
+        torch.cuda.device_count() if device.type == "cuda" else 0)
+    print(run(device, scale, with_compile=args.compile or device.type == "cuda", amp_eval=args.amp_eval,
+              processes=processes))
     return 0
 
 

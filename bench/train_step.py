@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peak_memory import peak_memory_growth_mb  # noqa: E402
 from gan.losses import GANLoss  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, set_requires_grad  # noqa: E402
+from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, wrap_for_training, set_requires_grad  # noqa: E402
 
 
 class ReferenceStep:
@@ -59,13 +59,8 @@ class ReferenceStep:
 class OurStep:
     def __init__(self, optim: str, compile_: bool = False, channels_last: bool = False, amp: bool = False):
         self.model = Pix2Pix(ModelConfig(), OptimConfig(optim), OptimConfig(optim))
-        G, D = self.model.netG, self.model.netD
         self.channels_last = channels_last
-        if channels_last:
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        if compile_:
-            G, D = torch.compile(G), torch.compile(D)
-        self.model.wrap(G, D)
+        wrap_for_training(self.model, torch.device("cpu"), channels_last=channels_last, compile=compile_)  # as train.py
         self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if amp else None
 
     def __call__(self, a, b):

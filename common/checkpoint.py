@@ -46,8 +46,9 @@ def _record_sha256(path: Path, written: Path) -> None:
     write_text(record, "\n".join([file_sha256(written)] + previous) + "\n")
 
 
-def check_recorded_sha256(path: str | os.PathLike) -> None:
-    """Raise CheckpointError when ``path`` has a SHA-256 record (``<file>.sha256``) that does not list its digest."""
+def check_recorded_sha256(path: str | os.PathLike, known_copies=()) -> None:
+    """Raise CheckpointError when ``path`` has a SHA-256 record (``<file>.sha256``) that does not list its digest,
+    unless it is a byte-for-byte copy of one of ``known_copies`` (files a user may copy over it on purpose)."""
     path = Path(path)
     record = sha256_record(path)
     if not record.is_file():
@@ -56,10 +57,15 @@ def check_recorded_sha256(path: str | os.PathLike) -> None:
         listed = record.read_text().split()
     except (OSError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{record}: unreadable SHA-256 record ({error})") from None
-    if file_sha256(path) not in listed:
-        raise CheckpointError(f"{path}: its SHA-256 differs from the one recorded when it was written ({record}); "
-                              f"the file changed on disk: resume from an intact copy (an epoch_<NNN>.pt) or start "
-                              f"again")
+    digest = file_sha256(path)
+    if digest in listed:
+        return
+    if any(copy.is_file() and copy.stat().st_size == path.stat().st_size and file_sha256(copy) == digest
+           for copy in known_copies):
+        return
+    raise CheckpointError(f"{path}: its SHA-256 differs from the one recorded when it was written ({record}); "
+                          f"the file changed on disk: resume from an intact copy or start again (if you replaced "
+                          f"it on purpose, delete {record.name})")
 
 
 def save_atomic(obj: dict, path: str | os.PathLike, record_sha256: bool = True) -> Path:

@@ -1,13 +1,14 @@
 """What training under torchrun (DistributedDataParallel) needs beyond DDP itself.
 
-- :func:`init_from_environment` and :func:`leave`: the process group of a torchrun process;
+- :func:`launch_environment`, :func:`init_from_environment` and :func:`leave`: the process group of a
+  torchrun process (its device decided before, from the command line alone: common.device.decide_device);
 - :func:`is_main_process`: whether this process does the work only one does (files, logs, messages);
 - :func:`wrap_ddp`: DistributedDataParallel, with or without the buffer broadcast before each forward;
 - :func:`local_copy`: a copy of a network that computes on this rank alone (no SyncBatchNorm
   collectives), for work only one rank does, such as sample images;
-- :func:`flags_of_all_ranks`, :func:`any_rank` and :func:`nonfinite_ranks`: decisions every rank takes
-  together (one all-reduce), so that when one rank must stop, all stop at the same step with the same
-  message instead of the others waiting forever at their next collective;
+- :func:`flags_of_all_ranks`, :func:`ranks_where`, :func:`any_rank` and :func:`nonfinite_ranks`: decisions
+  every rank takes together (one all-reduce), so that when one rank must stop, all stop at the same step
+  with the same message instead of the others waiting forever at their next collective;
 - :func:`gather`: one picklable value from every rank (e.g. each rank's RNG state for a checkpoint).
 
 Without an initialized process group every function works for a single process.
@@ -32,17 +33,22 @@ def is_main_process() -> bool:
     return not is_distributed() or dist.get_rank() == 0
 
 
-def init_from_environment(use_cuda: bool) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) of this process; under torchrun (WORLD_SIZE > 1) the process group is
-    initialised: NCCL with this process's GPU when ``use_cuda``, gloo otherwise."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+def launch_environment() -> tuple[int, int]:
+    """(world_size, local_rank) torchrun gave this process ((1, 0) when not under torchrun); no process
+    group is touched, so the device can be decided before one is made."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_from_environment(device: torch.device) -> tuple[int, int]:
+    """(rank, world_size) of this process; under torchrun (WORLD_SIZE > 1) the process group is initialised
+    for ``device``, this process's device (already decided): NCCL on its GPU when it is CUDA, gloo otherwise."""
+    world_size, _ = launch_environment()
     if world_size == 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return dist.get_rank(), world_size, local_rank
+        return 0, 1
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size
 
 
 def leave(modules: list[nn.Module]) -> None:
@@ -107,6 +113,17 @@ def flags_of_all_ranks(flags: torch.Tensor) -> torch.Tensor:
 def any_rank(flag: bool | torch.Tensor, device: torch.device) -> bool:
     """True on every rank if ``flag`` is true on any rank (a collective, see :func:`flags_of_all_ranks`)."""
     return bool(flags_of_all_ranks(torch.as_tensor(flag, device=device).reshape(1)).any())
+
+
+def ranks_where(flags: dict[str, bool | torch.Tensor], device: torch.device) -> dict[str, list[int]]:
+    """For each named flag (a bool, or a one-element tensor, of this rank), the ranks where it is true:
+    the same answer on every rank, from one all-reduce of all flags together (no collective without a
+    process group). The only host read is of the agreed table."""
+    if not flags:
+        return {}
+    values = torch.stack([torch.as_tensor(f, device=device).reshape(()).bool() for f in flags.values()])
+    table = flags_of_all_ranks(values).cpu()
+    return {name: [int(r) for r in table[:, i].nonzero().flatten()] for i, name in enumerate(flags)}
 
 
 def nonfinite_ranks(values: dict[str, torch.Tensor]) -> dict[str, list[int]]:

@@ -17,7 +17,8 @@ Adam/SGD. o leaves V unchanged and moves the mean, so
 The proximal term cannot lower V; TRAlgo's claim is that it keeps the *direction* stable, which r_d
 measures. Adam's preconditioning (division by √v) is not part of d. ‖ḡ‖² over-estimates the squared
 norm of the full gradient by V/M on average; the unbiased ``signal`` = ‖ḡ‖² − V/M is reported too.
-V is accumulated with Welford's update (no catastrophic cancellation, one parameter-sized mean).
+V is accumulated with Welford's update (no catastrophic cancellation, one parameter-sized mean), on the
+gradients' device: a probe reads the host once, for all its numbers together.
 """
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ from common.distributed import local_copy
 
 
 class GradientMoments:
-    """Streaming mean and total variance of per-sample gradient lists (Welford's update)."""
+    """Streaming mean and total variance of per-sample gradient lists (Welford's update), kept on the
+    gradients' device; :meth:`device_stats` leaves the results there, :meth:`stats` reads them once."""
 
     def __init__(self, params: Sequence[Tensor]):
         self.mean = [torch.zeros_like(p, dtype=torch.float64) for p in params]
         self.count = 0
-        self.sum_sq_dev = 0.0  # Σ ‖g_i − ḡ‖², updated per sample
+        device = self.mean[0].device if self.mean else None
+        self.sum_sq_dev = torch.zeros((), dtype=torch.float64, device=device)  # Σ ‖g_i − ḡ‖², per sample
 
     def add(self, grads: Sequence[Tensor]) -> None:
         self.count += 1
@@ -44,24 +47,53 @@ class GradientMoments:
         delta = torch._foreach_sub(grads, self.mean)                 # g − mean_old
         torch._foreach_add_(self.mean, delta, alpha=1.0 / self.count)
         delta_new = torch._foreach_sub(grads, self.mean)             # g − mean_new
-        self.sum_sq_dev += sum(float((a * b).sum()) for a, b in zip(delta, delta_new))
+        self.sum_sq_dev += _sum_of_dots(delta, delta_new)
 
-    def stats(self, offset: Sequence[Tensor] | None = None) -> dict[str, float]:
-        """V, ‖ḡ‖², the unbiased signal, r_g and (with ``offset`` o) ‖ḡ + o‖² and r_d."""
+    def device_stats(self, offset: Sequence[Tensor] | None = None) -> dict[str, Tensor]:
+        """V, ‖ḡ‖², the unbiased signal, r_g and (with ``offset`` o) ‖ḡ + o‖² and r_d, as 0-d float64
+        tensors on the gradients' device (nothing is read back)."""
         if self.count < 2:
             raise ValueError("the gradient noise needs at least 2 samples")
         variance = self.sum_sq_dev / (self.count - 1)
-        mean_sq = sum(float(m.pow(2).sum()) for m in self.mean)
-        out = {"samples": self.count, "variance": variance, "mean_sq": mean_sq,
-               "signal": mean_sq - variance / self.count, "grad_ratio": _ratio(variance, mean_sq)}
+        mean_sq = _sum_of_dots(self.mean, self.mean)
+        out = {"variance": variance, "mean_sq": mean_sq, "signal": mean_sq - variance / self.count,
+               "grad_ratio": _ratio(variance, mean_sq)}
         if offset is not None:
-            direction_sq = sum(float((m + o.to(torch.float64)).pow(2).sum()) for m, o in zip(self.mean, offset))
+            direction = torch._foreach_add(self.mean, [o.to(torch.float64) for o in offset])
+            direction_sq = _sum_of_dots(direction, direction)
             out.update(direction_mean_sq=direction_sq, direction_ratio=_ratio(variance, direction_sq))
         return out
 
+    def stats(self, offset: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """:meth:`device_stats` as floats (one read of the device), with ``samples``."""
+        return {"samples": self.count, **read_once(self.device_stats(offset))}
 
-def _ratio(variance: float, mean_sq: float) -> float:
-    return variance / mean_sq if mean_sq > 0 else math.inf
+
+def _sum_of_dots(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    """Σ_i ⟨a_i, b_i⟩ as one 0-d tensor on the tensors' device."""
+    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)]).sum()
+
+
+def _ratio(variance: Tensor, mean_sq: Tensor) -> Tensor:
+    return torch.where(mean_sq > 0, variance / mean_sq, torch.full_like(variance, math.inf))
+
+
+def read_once(values: dict[str, Tensor]) -> dict[str, float]:
+    """0-d tensors (on one device) as floats, with one transfer to the host."""
+    numbers = torch.stack([v.to(torch.float64) for v in values.values()]).tolist()
+    return dict(zip(values, numbers))
+
+
+def anchor_distance(optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> Tensor | None:
+    """‖w − w_t‖ over those of ``params`` that have an anchor in ``optimizer`` (TRAdam/TRSGD), in float64 on
+    their device; None for optimizers without anchors."""
+    if not hasattr(optimizer, "distance_to_anchor"):
+        return None
+    pairs = [(p.detach(), optimizer.state[p]["anchor"]) for p in params if "anchor" in optimizer.state.get(p, {})]
+    if not pairs:
+        return torch.zeros((), dtype=torch.float64, device=params[0].device)
+    differences = [(p.to(torch.float64) - a.to(torch.float64)) for p, a in pairs]
+    return _sum_of_dots(differences, differences).sqrt()
 
 
 @torch.no_grad()
@@ -72,7 +104,7 @@ def direction_offset(optimizer: torch.optim.Optimizer, params: Sequence[Tensor])
     offset = []
     for p in params:
         group = group_of[p]
-        o = p.detach() * float(group.get("weight_decay", 0.0))
+        o = p.detach() * group.get("weight_decay", 0.0)
         anchor = optimizer.state.get(p, {}).get("anchor")
         if schedule is not None and anchor is not None:
             k, round_index, c, _ = schedule(group)
@@ -104,10 +136,10 @@ def probe_generator_noise(pix2pix, probe: Iterable[tuple[Tensor, Tensor]], seed:
                 loss = pix2pix.generator_loss(netG, netD, real_a.to(device), real_b.to(device))
                 loss.backward()
         moments.add([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
-    stats = moments.stats(direction_offset(pix2pix.optimizer_G, list(pix2pix.netG.parameters())))
-    distance = getattr(pix2pix.optimizer_G, "distance_to_anchor", None)
-    stats["distance_to_anchor"] = float(distance()) if distance is not None else float("nan")
-    return stats
+    stats = moments.device_stats(direction_offset(pix2pix.optimizer_G, list(pix2pix.netG.parameters())))
+    distance = anchor_distance(pix2pix.optimizer_G, list(pix2pix.netG.parameters()))
+    stats["distance_to_anchor"] = distance if distance is not None else torch.tensor(math.nan, device=device)
+    return {"samples": moments.count, **read_once(stats)}
 
 
 def gradient_noise(loss_fn, params: Sequence[nn.Parameter], samples: Iterable) -> dict[str, float]:

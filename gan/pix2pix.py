@@ -90,9 +90,10 @@ def set_requires_grad(net: nn.Module, flag: bool) -> None:
 class Pix2Pix:
     """G, D, the GAN loss and both optimizers.
 
-    ``G`` and ``D`` may be replaced by wrapped versions (DistributedDataParallel, channels_last) after
-    construction through :meth:`wrap`; ``netG``/``netD`` always name the plain modules whose
-    state_dicts go into checkpoints.
+    ``G`` and ``D`` may be replaced by wrapped versions (DistributedDataParallel, channels_last, compiled)
+    after construction through :meth:`wrap`, and ``D_frozen`` (D inside the G step, where it is not
+    trained) by a compiled ``netD``; ``netG``/``netD`` always name the plain modules whose state_dicts go
+    into checkpoints.
     """
 
     def __init__(self, model_config: ModelConfig, optim_config_G: OptimConfig, optim_config_D: OptimConfig,
@@ -102,14 +103,15 @@ class Pix2Pix:
         self.netD = build_discriminator(model_config.netD, input_nc=model_config.input_nc + model_config.output_nc,
                                         ndf=model_config.ndf, n_layers=model_config.n_layers_D,
                                         norm=model_config.norm).to(device)
-        self.G, self.D = self.netG, self.netD
+        self.G, self.D, self.D_frozen = self.netG, self.netD, self.netD
         self.criterion_gan = GANLoss(model_config.gan_mode)
         self.optimizer_G = build_optimizer(self.netG.parameters(), optim_config_G)
         self.optimizer_D = build_optimizer(self.netD.parameters(), optim_config_D)
 
-    def wrap(self, G: nn.Module, D: nn.Module) -> None:
-        """Use ``G``/``D`` (wrappers around netG/netD, e.g. DDP) for the forward passes of a step."""
-        self.G, self.D = G, D
+    def wrap(self, G: nn.Module, D: nn.Module, D_frozen: nn.Module | None = None) -> None:
+        """Use ``G``/``D`` (wrappers around netG/netD, e.g. DDP) for the forward passes of a step, and
+        ``D_frozen`` (a wrapper of netD without DDP: its gradients are not synchronised) inside the G step."""
+        self.G, self.D, self.D_frozen = G, D, D_frozen if D_frozen is not None else self.netD
 
     def training_step(self, real_a: torch.Tensor, real_b: torch.Tensor, autocast=None) -> dict[str, torch.Tensor]:
         """One D update then one G update on the pair (a, b); returns the four losses (detached).
@@ -132,11 +134,11 @@ class Pix2Pix:
         loss_D.backward()
         self.optimizer_D.step()
 
-        # G step with D frozen: the plain module, so no gradient synchronisation is set up for D.
+        # G step with D frozen: D without DDP, so no gradient synchronisation is set up for D.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
         with amp():
-            loss_G_GAN, loss_G_L1 = self.generator_loss_terms(self.netD, real_a, fake_b, real_b)
+            loss_G_GAN, loss_G_L1 = self.generator_loss_terms(self.D_frozen, real_a, fake_b, real_b)
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         self.optimizer_G.step()
@@ -172,19 +174,27 @@ class Pix2Pix:
 
 def wrap_for_training(pix2pix: Pix2Pix, device: torch.device, *, channels_last: bool = False,
                       distributed: bool = False, sync_batchnorm: bool = False, compile: bool = False) -> None:
-    """Set the modules a step runs: channels_last, DistributedDataParallel (under torchrun), torch.compile."""
+    """Set the modules a step runs: channels_last, DistributedDataParallel (under torchrun), torch.compile
+    (of every forward a step runs: G, D in the D step and D inside the G step).
+
+    Under DDP neither network's buffers are broadcast before each forward: G's and D's batch-norm
+    statistics are not used in training mode, and rank 0's are the ones saved and taken by every rank
+    when training ends (common.distributed.leave).
+    """
     G, D = pix2pix.netG, pix2pix.netD
     if channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    D_frozen = D
     if distributed:
         if sync_batchnorm:
             G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
-        G = wrap_ddp(G, device)
+            D_frozen = D
+        G = wrap_ddp(G, device, sync_buffers_each_forward=False)
         # D runs twice (fake, real) before its backward: broadcasting its buffers before the second
         # forward modifies batch-norm statistics the first one saved (an autograd error on torch >= 2.6
         # before the upstream fix). D trains in training mode only, where they are not used; they are
         # broadcast when training ends.
         D = wrap_ddp(D, device, sync_buffers_each_forward=False)
     if compile:
-        G, D = torch.compile(G), torch.compile(D)
-    pix2pix.wrap(G, D)
+        G, D, D_frozen = torch.compile(G), torch.compile(D), torch.compile(D_frozen)
+    pix2pix.wrap(G, D, D_frozen)

@@ -16,7 +16,8 @@ from gan.train_options import UsageError
 # Options that may change when a run is resumed (they do not change its trajectory); not given again, they
 # keep the run's values. --dataroot may name the run's dataset in a new place (its content is checked).
 RUNTIME_OPTIONS = {"device", "num_workers", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq",
-                   "max_steps", "compile", "dataroot", "preset", "noise_freq", "noise_probe"}
+                   "max_steps", "compile", "dataroot", "preset", "noise_freq", "noise_probe", "keep_full",
+                   "deterministic"}
 # Where the run is and what to do with it: always as given now.
 LOCATION_OPTIONS = {"name", "checkpoints_dir", "resume", "overwrite", "allow_change"}
 
@@ -99,7 +100,7 @@ def load_resume_checkpoint(path: Path) -> dict:
     from common.checkpoint import (CheckpointError, check_recorded_sha256, describe_names, load_checkpoint,
                                    nonfinite_entries)
     path = Path(path)
-    check_recorded_sha256(path)
+    check_recorded_sha256(path, known_copies=sorted(path.parent.glob("full_*.pt")))  # --keep-full copies
     checkpoint = load_checkpoint(path, require_format=True)
 
     def refuse(field: str, problem: str):

@@ -117,6 +117,10 @@ def add_hardware_options(parser: argparse.ArgumentParser) -> None:
                                                       "pays only with AVX512-BF16/AMX)")
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format for G, D and images")
     g.add_argument("--compile", action="store_true", help="torch.compile G and D (first steps are slow)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels (cudnn.benchmark off, torch.use_deterministic_algorithms, "
+                        "CUBLAS_WORKSPACE_CONFIG): bit-identical repeats and resumes on one GPU, at a cost in speed; "
+                        "the CPU is deterministic without it")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +138,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--image-freq", type=int, default=1000, help="steps between TensorBoard image grids")
     g.add_argument("--num-image-frames", type=int, default=4, help="validation frames in the image grid")
     g.add_argument("--save-latest-freq", type=int, default=5000, help="steps between latest.pt writes")
-    g.add_argument("--save-epoch-freq", type=int, default=5, help="epochs between epoch_<NNN>.pt files")
+    g.add_argument("--save-epoch-freq", type=int, default=5,
+                   help="epochs between epoch_<NNN>.pt files (weights of G and D, for evaluation and learning curves)")
+    g.add_argument("--keep-full", type=int, default=0, metavar="K",
+                   help="also keep the complete resumable state of the last K epoch_<NNN>.pt epochs as "
+                        "full_<NNN>.pt (copy one over latest.pt to resume from it); 0: only latest.pt")
     g.add_argument("--noise-freq", type=int, default=0,
                    help="steps between measurements of G's gradient and update-direction noise at batch size 1 "
                         "(TensorBoard noise/*; see gan/noise.py); 0: off")
@@ -184,7 +192,7 @@ def check_ranges(options: argparse.Namespace) -> None:
                  "image_freq", "save_latest_freq", "save_epoch_freq", "num_image_frames"):
         if getattr(options, name) < 1:
             refuse(name, ">= 1")
-    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq"):
+    for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq", "keep_full"):
         if getattr(options, name) < 0:
             refuse(name, ">= 0")
     for name, (most, reason) in UPPER_BOUNDS.items():

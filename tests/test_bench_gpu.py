@@ -34,4 +34,23 @@ def test_cpu_run_prints_every_table(capsys):
     assert launches["TRAdam, per tensor (foreach=False)"] > 10 * launches["TRAdam, multi-tensor (foreach=True)"]
     evaluation = table(out, "evaluation")
     assert len(evaluation) == 2 and all(len(cells) == 2 for cells in evaluation.values())
-    assert out.count("| 256 (32x32) |") == 2 and out.count("| fullres (128x64) |") == 2
+    # the fullres rows say what the network really sees: the frame resized to its training resolution
+    assert out.count("| 256 (32x32 frame, network at 32x32) |") == 2
+    assert out.count("| fullres (128x64 frame, network at 32x32) |") == 2
+    references = table(out, "reference scorer at full resolution")
+    assert [cells[0] for cells in references.values()] == ["128x64", "129x65"]  # Caffe: the frame; DPC: its crop
+    assert any(name.startswith("FCN-8s (pix2pix Caffe") for name in references)
+    assert any(name.startswith("DPC Xception-71") for name in references)
+    assert all(float(fps) > 0 and float(mb) >= 0 for _, fps, mb in references.values())
+    assert "torchrun" not in out  # no second GPU, no --processes: no torchrun run
+
+
+def test_torchrun_rows_time_train_py_and_count_its_collectives():
+    """The torchrun measurement on the CPU over gloo: train.py at 1 and 2 processes; between log steps
+    train.py issues no collective (before, every step had its stop all-reduce and G's buffer broadcast)."""
+    from dataclasses import replace
+    import torch
+    rows = gpu.bench_torchrun(replace(gpu.SMALL, steps=2, warmup=1), torch.device("cpu"), 2)
+    assert [n for n, _, _ in rows] == [1, 2]
+    assert all(ms > 0 for _, ms, _ in rows)
+    assert [per_step for _, _, per_step in rows] == [0.0, 0.0]

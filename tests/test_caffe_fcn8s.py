@@ -191,3 +191,21 @@ def test_bad_files_end_the_command_with_one_line_and_exit_2(narrow, tmp_path, ca
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(path) in err and names in err, err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_amp_leaves_the_imported_scorer_in_fp32(narrow):
+    """evaluate.py --amp (bf16 autocast) must not change what the original network predicts: scores,
+    resizing and argmax are the float32 ones, bit for bit, and so is the confusion matrix."""
+    from common.amp import autocast
+    from eval.fcn_score import score_batches
+    model, _ = import_caffemodel(narrow[1])
+    x = to_model_input(random_images(1, 48, 96, seed=9))
+    labels = torch.randint(0, 19, (1, 64, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        scores, pred, resized = model(x), model.predict(x), model.predict(x, out_size=(64, 128))
+        with autocast(torch.device("cpu")):
+            amp_scores, amp_pred, amp_resized = model(x), model.predict(x), model.predict(x, out_size=(64, 128))
+    assert amp_scores.dtype == torch.float32 and torch.equal(amp_scores, scores)
+    assert torch.equal(amp_pred, pred) and torch.equal(amp_resized, resized)
+    cpu = torch.device("cpu")
+    assert torch.equal(score_batches(model, [(x, labels)], cpu, amp=True), score_batches(model, [(x, labels)], cpu))

@@ -58,3 +58,13 @@ def test_single_process_answers_without_a_process_group():
     assert distributed.nonfinite_ranks({"a": torch.tensor(1.0), "b": torch.tensor(float("nan"))}) == {"b": [0]}
     assert distributed.any_rank(False, torch.device("cpu")) is False
     assert distributed.gather({"x": 1}) == [{"x": 1}]
+
+
+def test_ranks_where_answers_every_flag_from_one_table(monkeypatch):
+    cpu = torch.device("cpu")
+    flags = {"stop": True, "finite": False, "nan": ~torch.isfinite(torch.tensor(float("nan")))}
+    assert distributed.ranks_where(flags, cpu) == {"stop": [0], "finite": [], "nan": [0]}
+    assert distributed.ranks_where({}, cpu) == {}
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.launch_environment() == (4, 3)

@@ -437,3 +437,18 @@ def test_evaluate_scores_table_3_with_it(tiny, synthetic_root, tmp_path, protoco
         keep = label != 255
         np.add.at(hist, (label[keep].astype(np.int64), pred[keep]), 1)
     assert entry["image_sets"][0]["scores"]["confusion"] == hist.tolist()
+
+
+def test_amp_leaves_the_imported_graph_in_fp32(tiny):
+    """evaluate.py --amp (bf16 autocast) must not change what DeepLab's graph predicts: logits, their
+    upsampling and the argmax are the float32 ones, bit for bit."""
+    from common.amp import autocast
+    model = tiny["model"]
+    images = torch.rand(1, 3, 40, 100, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.no_grad():
+        scores, pred, resized = model(images), model.predict(images), model.predict(images, out_size=(80, 200))
+        with autocast(torch.device("cpu")):
+            amp_scores, amp_pred = model(images), model.predict(images)
+            amp_resized = model.predict(images, out_size=(80, 200))
+    assert amp_scores.dtype == torch.float32 and torch.equal(amp_scores, scores)
+    assert torch.equal(amp_pred, pred) and torch.equal(amp_resized, resized)

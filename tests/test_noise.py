@@ -84,3 +84,38 @@ def test_probe_leaves_the_model_untouched_and_repeats():
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.netG.state_dict().items())
     assert first["variance"] > 0 and first["direction_ratio"] > 0 and first["distance_to_anchor"] > 0
+
+
+class HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the ops that copy one value of a tensor to the host (what float(), .item() and bool() run)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_probe_reads_the_device_once_and_matches_the_optimizers_own_figures(monkeypatch):
+    """The probe's sums stay on the device (no per-tensor float()); its numbers come back in one read,
+    equal to what the optimizer and a per-tensor float64 computation give."""
+    import gan.noise
+    torch.manual_seed(0)
+    model = Pix2Pix(ModelConfig(netG="unet_32", ngf=4, ndf=4), OptimConfig("tradam"), OptimConfig("tradam"))
+    probe = [(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1) for _ in range(3)]
+    for a, b in probe[:2]:
+        model.training_step(a, b)
+    reads = []
+    real_read = getattr(gan.noise, "read_once", None)
+    monkeypatch.setattr(gan.noise, "read_once", lambda values: reads.append(len(values)) or real_read(values),
+                        raising=False)
+    with HostReads() as host_reads:
+        stats = probe_generator_noise(model, probe, seed=5)
+    assert host_reads.count == 0, f"{host_reads.count} single-value reads of the device"
+    assert len(reads) == 1
+    assert stats["distance_to_anchor"] == pytest.approx(model.optimizer_G.distance_to_anchor(), rel=1e-6)
+    assert stats["samples"] == 3
+    assert stats["mean_sq"] - stats["signal"] == pytest.approx(stats["variance"] / 3)

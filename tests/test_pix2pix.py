@@ -59,3 +59,57 @@ def test_optimizer_choice_and_paper_settings():
     assert (group["lr"], group["betas"], group["prox"], group["inner_steps"]) == (2e-4, (0.5, 0.999), 0.1, 10)
     with pytest.raises(ValueError, match="unknown optimizer"):
         build_optimizer(params, OptimConfig("lamb"))
+
+
+def _tiny_pix2pix():
+    torch.manual_seed(0)
+    return Pix2Pix(ModelConfig(netG="unet_32", ngf=4, ndf=4), OptimConfig("adam"), OptimConfig("adam"))
+
+
+def test_compile_covers_every_forward_of_d_including_the_one_inside_the_g_step(monkeypatch):
+    """With compile, each of D's three forwards in a step (fake and real in the D step, fake in the G step)
+    runs through a compiled module: torch.compile is replaced by a wrapper that counts the calls it sees."""
+    from gan.pix2pix import wrap_for_training
+
+    class Compiled(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.calls = module, 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.module(x)
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(Compiled(module)) or compiled[-1])
+    model = _tiny_pix2pix()
+    plain_d_forwards = []
+    model.netD.register_forward_hook(lambda *args: plain_d_forwards.append(1))
+    wrap_for_training(model, torch.device("cpu"), compile=True)
+    model.training_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
+    through_compiled_d = sum(c.calls for c in compiled if c.module is model.netD)
+    assert len(plain_d_forwards) == 3 and through_compiled_d == 3
+
+
+def test_ddp_broadcasts_no_buffers_before_the_forwards_of_g_or_d(monkeypatch):
+    """Under DDP (a one-process gloo group here) a step issues no buffer broadcast: DDP's per-forward buffer
+    sync is off for G as for D (their batch-norm statistics are unused in training mode; rank 0's are saved)."""
+    import socket
+    import torch.distributed as dist
+    from gan.pix2pix import wrap_for_training
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        model = _tiny_pix2pix()
+        wrap_for_training(model, torch.device("cpu"), distributed=True)
+        broadcasts = []
+        real = dist._broadcast_coalesced
+        monkeypatch.setattr(dist, "_broadcast_coalesced", lambda *a, **k: broadcasts.append(1) or real(*a, **k))
+        for _ in range(2):
+            model.training_step(torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1)
+        assert broadcasts == []
+    finally:
+        dist.destroy_process_group()

@@ -19,6 +19,7 @@ import train
 from gan.schedule import lr_factor
 from gan.train_options import build_configs, parse_args
 from common.checkpoint import load_checkpoint
+from common.files import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
@@ -143,6 +144,7 @@ def test_lr_factor_decays_linearly_to_a_small_nonzero_value():
     (["--lambda-l1", "-100"], "--lambda-l1"),
     (["--lr", "nan"], "--lr"),
     (["--allow-change", "lr"], "--allow-change"),
+    (["--keep-full", "-1"], "--keep-full must be >= 0"),
 ])
 def test_bad_options_give_one_line_before_any_work(synthetic_root, tmp_path, capsys, extra, message):
     code = train.main(tiny_args(synthetic_root, tmp_path, *extra))
@@ -368,11 +370,11 @@ model = train.train(args)
 torch.save({{"G": model.netG.state_dict(), "D": model.netD.state_dict()}}, {out!r} + f"/rank{{rank}}.pt")
 """
 DDP_TINY = ["--netG", "unet_64", "--load-size", "72", "--crop-size", "64", "--n-epochs", "1", "--n-epochs-decay",
-            "1", "--save-epoch-freq", "1"]  # unet_64 has dropout: each rank's RNG stream matters
+            "1", "--save-epoch-freq", "1", "--keep-full", "2"]  # unet_64 has dropout: each rank's RNG stream matters
 
 
-def torchrun(script, *args, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def torchrun(script, *args, timeout=240, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(_free_port()), str(script), *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
@@ -401,12 +403,68 @@ def test_torchrun_two_processes_hold_identical_weights_and_resume_exactly(synthe
     assert final["step"] == 4 and final["world_size"] == 2 and len(final["rng"]["ranks"]) == 2
 
     (resumed / "runs" / "tradam_seed0").mkdir(parents=True)
-    shutil.copy(run / "epoch_001.pt", resumed / "runs" / "tradam_seed0" / "latest.pt")  # after step 2 of 4
+    shutil.copy(run / "full_001.pt", resumed / "runs" / "tradam_seed0" / "latest.pt")  # after step 2 of 4
     result = torchrun(resumed / "ddp_run.py", *tiny_args(synthetic_root, resumed / "runs", *DDP_TINY, "--resume"))
     assert result.returncode == 0, result.stderr[-3000:]
     for net in ("G", "D"):
         for name, value in rank0[net].items():
             assert torch.equal(ddp_weights(resumed)[0][net][name], value), f"{net}.{name}: resumed run differs"
+
+
+# Counts every call of a torch.distributed collective (those of this project and those DDP makes from Python,
+# such as its buffer broadcasts; DDP's gradient all-reduce runs in its C++ reducer and is not counted), and
+# the count when each training step starts; a rank can send itself SIGTERM at one of its steps.
+COUNTING = """
+import atexit, json, signal
+import torch.distributed as dist
+calls, at_step = [0], []
+for name in ("all_reduce", "broadcast", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier",
+             "reduce", "gather", "scatter", "reduce_scatter_tensor", "broadcast_object_list", "_broadcast_coalesced"):
+    def counted(*a, _real=getattr(dist, name), **k):
+        calls[0] += 1
+        return _real(*a, **k)
+    setattr(dist, name, counted)
+original = train.Pix2Pix.training_step
+def training_step(self, *a, **k):
+    at_step.append(calls[0])
+    if rank == int(os.environ.get("SIGNAL_RANK", -1)) and len(at_step) == int(os.environ.get("SIGNAL_STEP", 0)):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, *a, **k)
+train.Pix2Pix.training_step = training_step
+atexit.register(lambda: open({out!r} + f"/counts{{rank}}.json", "w").write(json.dumps(at_step + [calls[0]])))
+"""
+
+
+@pytest.fixture(scope="module")
+def wider_root(tmp_path_factory):
+    """24 training pairs at 32 px: 12 steps per epoch on each of two ranks."""
+    from data.synthetic import generate
+    return generate(tmp_path_factory.mktemp("wider"), n_train=24, n_val=2, seed=0, size=32)
+
+
+def test_torchrun_ranks_agree_once_per_log_interval_and_stop_after_the_same_step(wider_root, tmp_path):
+    """Two gloo processes, 24 steps each over 2 epochs, --log-freq 6: the collectives issued between the first
+    and the last step are the 4 agreements of the log steps and the save at the end of epoch 1 (its agreement
+    and its gather of the RNG states): at most N / log_freq + 2 per epoch end, not one or more per step. A
+    SIGTERM that reaches rank 1 alone at its 8th step stops both ranks after step 12, the next agreement."""
+    script = tmp_path / "count.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), extra=COUNTING.format(out=str(tmp_path)), out=str(tmp_path)))
+    options = ["--dataroot", str(wider_root), "--checkpoints-dir", str(tmp_path / "runs"), *TINY, "--n-epochs", "1",
+               "--n-epochs-decay", "1", "--log-freq", "6", "--image-freq", "1000", "--save-epoch-freq", "1"]
+    result = torchrun(script, *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        counts = json.loads((tmp_path / f"counts{rank}.json").read_text())
+        steps = len(counts) - 1
+        assert steps == 24
+        between = counts[steps - 1] - counts[0]  # from the start of step 1 to the start of step N
+        assert between <= steps // 6 + 2, f"rank {rank}: {between} collectives over {steps} steps"
+
+    result = torchrun(script, *options, "--name", "stopped", env={"SIGNAL_RANK": "1", "SIGNAL_STEP": "8"})
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert len(json.loads((tmp_path / f"counts{rank}.json").read_text())) - 1 == 12, f"rank {rank}"
+    assert load_checkpoint(tmp_path / "runs" / "stopped" / "latest.pt")["step"] == 12
 
 
 def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_path):
@@ -441,6 +499,145 @@ def test_torchrun_divergence_on_one_rank_stops_every_rank(synthetic_root, tmp_pa
     errors = [(tmp_path / f"rank{r}.err").read_text().splitlines() for r in (0, 1)]
     assert errors[0] == errors[1] and len(errors[0]) == 1, errors  # one line, the same on both ranks
     assert errors[0][0].startswith("error: ") and "diverged at step 4 (non-finite loss G_L1 on rank 1)" in errors[0][0]
+
+
+class PidSamples:
+    """A dataset whose samples say which process loaded them, with a draw from their own generator."""
+
+    def __len__(self):
+        return 6
+
+    def sample(self, index, generator):
+        return {"index": index, "draw": torch.rand(1, generator=generator), "pid": os.getpid()}
+
+
+def test_loader_workers_persist_across_epochs_with_the_same_samples_in_the_same_order():
+    """make_loader with 2 workers: the same processes serve both epochs, and every batch equals the one
+    loaded in the training process (0 workers), jitter included."""
+    from data.sampling import EpochSampler
+
+    def two_epochs(workers):
+        sampler = EpochSampler(6, seed=3)
+        loader = train.make_loader(PidSamples(), sampler, 2, workers, torch.device("cpu"))
+        epochs = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            epochs.append(list(loader))
+        return epochs
+
+    plain, with_workers = two_epochs(0), two_epochs(2)
+    for batches, others in zip(plain, with_workers):
+        assert [b["index"].tolist() for b in batches] == [b["index"].tolist() for b in others]
+        assert all(torch.equal(b["draw"], o["draw"]) for b, o in zip(batches, others))
+    pids = [{int(p) for b in batches for p in b["pid"]} for batches in with_workers]
+    assert len(pids[0]) == 2 and pids[0] == pids[1] and os.getpid() not in pids[0]
+
+
+def test_two_epochs_with_two_loader_workers_give_the_weights_of_none(synthetic_root, tmp_path):
+    short = ["--n-epochs", "1", "--n-epochs-decay", "1"]
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "none")) == 0
+    assert train.main(tiny_args(synthetic_root, tmp_path, *short, "--name", "two", "--num-workers", "2")) == 0
+    assert_same_state(load_checkpoint(tmp_path / "none" / "latest.pt"), load_checkpoint(tmp_path / "two" / "latest.pt"))
+
+
+def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_formats_load(synthetic_root, tmp_path,
+                                                                                        capsys):
+    """epoch_<NNN>.pt: G and D with their configs, no optimizer or RNG state; --keep-full 1: the newest
+    complete state as full_<NNN>.pt, resumable. What evaluation and the study's learning curves read
+    (gan.networks.load_generator, eval.study.epoch_checkpoints) takes these and the former full epoch files."""
+    from eval.study import epoch_checkpoints, steps_per_epoch
+    from gan.networks import load_generator
+    run = tmp_path / "tradam_seed0"
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--n-epochs", "2", "--n-epochs-decay", "1",
+                                "--save-epoch-freq", "1", "--keep-full", "2")) == 0
+    latest = load_checkpoint(run / "latest.pt")
+    assert sorted(p.name for p in run.glob("*.pt")) == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt",
+                                                        "full_002.pt", "full_003.pt", "latest.pt"]
+    for epoch in (1, 2, 3):
+        snapshot = load_checkpoint(run / f"epoch_{epoch:03d}.pt", require_format=True)
+        assert not {"optimizer_G", "optimizer_D", "rng", "scheduler_G"} & snapshot.keys()
+        assert snapshot["epoch"] == epoch and snapshot["step"] == 4 * epoch
+    full = load_checkpoint(run / "full_002.pt")
+    assert full["step"] == 8 and "optimizer_G" in full and not full["finished"]
+    assert_same_state(load_checkpoint(run / "full_003.pt"), latest)
+    snapshot = load_checkpoint(run / "epoch_003.pt")
+    for net in ("netG", "netD"):
+        assert all(torch.equal(value, latest[net][name]) for name, value in snapshot[net].items())
+
+    # a former full epoch file (the whole latest.pt) beside the new ones: every one loads the same way
+    shutil.copy(run / "full_002.pt", run / "epoch_002.pt")
+    assert [e for e, _ in epoch_checkpoints(run)] == [1, 2, 3] and steps_per_epoch(run) == 4
+    for epoch, path in epoch_checkpoints(run):
+        generator = load_generator(path)
+        expected = load_checkpoint(path)["netG"]
+        assert all(torch.equal(v, expected[k]) for k, v in generator.state_dict().items())
+
+    # a snapshot is not resumable (one line), a full_<NNN>.pt is
+    capsys.readouterr()
+    shutil.copy(run / "epoch_001.pt", run / "latest.pt")
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume"]) == 2
+    assert "holds weights only" in one_line(capsys.readouterr().err)
+    shutil.copy(run / "full_003.pt", run / "latest.pt")
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--n-epochs",
+                       "2"]) == 0
+
+
+def test_one_device_decision_from_the_command_line_before_the_process_group(synthetic_root, tmp_path, monkeypatch,
+                                                                              capsys):
+    """The device comes from --device (or auto), never from the run's saved options, and is decided before
+    the process group is made (which then gets that device); under torchrun cuda:N is refused."""
+    from common.command_line import InputError
+    from common.device import decide_device
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "1", "--device", "cpu")) == 0
+    calls = []
+    real_decide, real_init = train.decide_device, train.init_from_environment
+    monkeypatch.setattr(train, "decide_device", lambda *a: calls.append(("decide", a)) or real_decide(*a))
+    monkeypatch.setattr(train, "init_from_environment", lambda d: calls.append(("init", d)) or real_init(d))
+    assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--max-steps",
+                       "2"]) == 0
+    assert calls == [("decide", ("auto", 1, 0)), ("init", torch.device("cpu"))]
+    assert load_checkpoint(tmp_path / "tradam_seed0" / "latest.pt")["options"]["device"] == "auto"
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert decide_device("cuda", 2, 1) == decide_device("auto", 2, 1) == torch.device("cuda", 1)
+    assert decide_device("cuda:1", 1, 0) == torch.device("cuda", 1)
+    with pytest.raises(InputError, match=r"^--device cuda:0: under torchrun every process would use GPU 0"):
+        decide_device("cuda:0", 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--name", "n", "--device", "cuda:0")) == 2
+    assert "under torchrun every process would use GPU 0" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "n").exists()
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2])
+
+
+def test_deterministic_sets_every_switch_before_the_device_is_touched(synthetic_root, tmp_path, monkeypatch,
+                                                                      restore_determinism):
+    order = []
+    real_decide = train.decide_device
+    monkeypatch.setattr(train, "decide_device", lambda *a: order.append(
+        ("decide", os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled()))
+        or real_decide(*a))
+    assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--deterministic")) == 0
+    assert order == [("decide", ":4096:8", True)]
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+    # on CUDA: cuDNN autotuning by default, never with --deterministic (checked without a GPU: the switch only)
+    for deterministic, benchmark in ((False, True), (True, False)):
+        torch.backends.cudnn.benchmark = False
+        options = parse_args(["--deterministic"] if deterministic else [])
+        train.adapt_to_device(train.Run(options, None, torch.device("cuda", 0), 0, 1, 2e-4, {}))
+        assert torch.backends.cudnn.benchmark is benchmark
 
 
 def test_compile_runs_on_the_cpu(synthetic_root, tmp_path):
@@ -701,7 +898,15 @@ def test_resume_refuses_a_checkpoint_changed_on_disk_since_its_save(saved_run, t
     assert result.returncode == 2
     assert one_line(result.stderr) == (
         f"error: {latest}: its SHA-256 differs from the one recorded when it was written ({latest}.sha256); the "
-        f"file changed on disk: resume from an intact copy (an epoch_<NNN>.pt) or start again")
+        f"file changed on disk: resume from an intact copy or start again (if you replaced it on purpose, delete "
+        f"latest.pt.sha256)")
+    state = torch.load(saved_run / "latest.pt", weights_only=True)
+    state["options"]["log_freq"] = 3  # another complete state than the one recorded: a --keep-full copy
+    torch.save(state, run / "full_001.pt")
+    shutil.copyfile(run / "full_001.pt", latest)  # copied over latest.pt by hand, as the README says
+    assert file_sha256(latest) not in (run / "latest.pt.sha256").read_text()
+    assert run_cli("--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--device", "cpu",
+                   "--max-steps", "3").returncode == 0
 
 
 @pytest.mark.parametrize("option, value", [("--ngf", "100000000"), ("--ndf", str(10**12)), ("--crop-size", "65536")])

@@ -5,6 +5,8 @@ PNG and :func:`from_uint8` back.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,10 @@ class Segmenter(nn.Module):
     with that scorer's preprocessing: it takes the images in [-1, 1] as they are and returns scores at
     their size (colour order, value range, padding and cropping are its own business); ``mean``/``std``
     are then unused.
+
+    A network whose class sets ``runs_in_fp32 = True`` (the imported reference scorers, which must
+    predict what the original network predicts) never runs under autocast: its scores, their resizing
+    and the argmax are computed in float32 whatever autocast the caller has on (evaluate.py --amp).
     """
 
     def __init__(self, arch: str, config, net: nn.Module, display_name: str, num_classes: int,
@@ -50,8 +56,18 @@ class Segmenter(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
+    def precision(self, images: torch.Tensor) -> AbstractContextManager:
+        """Autocast switched off on the images' device for a ``runs_in_fp32`` network; else nothing."""
+        if getattr(self.net, "runs_in_fp32", False):
+            return torch.autocast(images.device.type, enabled=False)
+        return nullcontext()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores at the input size for images in [-1, 1] (N, 3, H, W)."""
+        with self.precision(images):
+            return self._scores(images.float() if getattr(self.net, "runs_in_fp32", False) else images)
+
+    def _scores(self, images: torch.Tensor) -> torch.Tensor:
         if getattr(self.net, "own_input_handling", False):
             return self.net(images)
         x = ((images + 1) / 2 - self.mean) / self.std
@@ -66,6 +82,10 @@ class Segmenter(nn.Module):
     def predict(self, images: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Class indices [N, H, W] at ``out_size`` (default: the image size). The network sees the
         images at its training resolution; its scores are resized bilinearly to ``out_size``."""
+        with self.precision(images):
+            return self._predict(images, out_size)
+
+    def _predict(self, images: torch.Tensor, out_size: tuple[int, int] | None) -> torch.Tensor:
         out_size = tuple(out_size) if out_size is not None else tuple(images.shape[-2:])
         if self.input_size is not None and tuple(images.shape[-2:]) != self.input_size:
             images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False,

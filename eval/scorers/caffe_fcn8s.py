@@ -76,6 +76,7 @@ class CaffeFCN8s(nn.Module):
     (RGB, N x 3 x H x W) and returns the 20 class scores at H x W (``own_input_handling``)."""
 
     own_input_handling = True
+    runs_in_fp32 = True  # the original network's predictions: never under autocast (eval.scorers.base)
 
     def __init__(self, num_outputs: int = NUM_OUTPUTS, config: CaffeFCN8sConfig = CaffeFCN8sConfig()):
         super().__init__()

@@ -263,6 +263,7 @@ class DPCXception71(nn.Module):
     """
 
     own_input_handling = True
+    runs_in_fp32 = True  # the original network's predictions: never under autocast (eval.scorers.base)
     channels_last = True   # run convolutions channels-last (1.4x faster on the CPU, bench/dpc_xception71.py)
 
     def __init__(self, num_classes: int = NUM_CLASSES, config: DPCXception71Config = DPCXception71Config()):
