@@ -100,8 +100,12 @@ def load_resume_checkpoint(path: Path) -> dict:
     from common.checkpoint import (CheckpointError, check_recorded_sha256, describe_names, load_checkpoint,
                                    nonfinite_entries)
     path = Path(path)
-    check_recorded_sha256(path, known_copies=sorted(path.parent.glob("full_*.pt")))  # --keep-full copies
+    # a byte copy of one of the run's own checkpoint files (a --keep-full full_<NNN>.pt) was put there on purpose
+    check_recorded_sha256(path, known_copies=sorted(path.parent.glob("full_*.pt")) + sorted(path.parent.glob("epoch_*.pt")))
     checkpoint = load_checkpoint(path, require_format=True)
+    if "optimizer_G" not in checkpoint and "netG" in checkpoint:
+        raise CheckpointError(f"{path}: holds weights only (an epoch snapshot); --resume needs a complete checkpoint: "
+                              f"a latest.pt or a full_<NNN>.pt of --keep-full")
 
     def refuse(field: str, problem: str):
         raise CheckpointError(f"{path}: {field}: {problem}; not a checkpoint this run can continue from")
