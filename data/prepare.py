@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -92,20 +91,11 @@ def convert_frame(frame: Frame, size: int = 256) -> tuple[Image.Image, np.ndarra
 
 
 def make_work_dir(parent: Path, prefix: str) -> Path:
-    """A new hidden folder ``.<prefix>-<pid>-<token>`` in ``parent`` to build output in before renaming it."""
-    return make_partial(parent / prefix.removesuffix(".partial")) if prefix.endswith(".partial") else \
-        _new_hidden_folder(parent, prefix)
-
-
-def _new_hidden_folder(parent: Path, prefix: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        path = parent / f".{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
+    """A new hidden folder ``.<prefix>-<pid>-<token>`` in ``parent`` to build output in before renaming it
+    (``prefix`` is ``<name>.partial``: :func:`common.outputs.make_partial` of ``parent / <name>``)."""
+    if not prefix.endswith(".partial"):
+        raise ValueError(f"work folder prefix {prefix!r} must end with .partial")
+    return make_partial(parent / prefix.removesuffix(".partial"))
 
 
 def sources_fingerprint(root: Path, frames: dict[str, list[Frame]]) -> str:
