@@ -30,6 +30,7 @@ from pathlib import Path
 
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name, resolve_device
+from common.outputs import check_apart, hidden_copies_note
 from eval import EvalError
 from eval.drn_score import DRN_PROTOCOLS, drn_eval_sets
 from eval.fcn_score import PROTOCOLS
@@ -39,7 +40,9 @@ from eval.scorers.drn import ARCH as DRN_ARCH
 from eval.segmenters import REGISTRY
 from eval.sources import find_runs, given_sources, open_eval_sets
 from eval.tables import generate_all, load_segmenters, score_all
-from gan.networks import NORMS
+from gan.networks import NORMS, check_image_size
+
+MAX_SIZE = 4096  # --size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,6 +122,9 @@ def validate(args) -> None:
         raise EvalError(f"--kid-subset-size must be >= 2 (KID's unbiased estimate), got {args.kid_subset_size}")
     if args.inception_weights is not None and not Path(args.inception_weights).is_file():
         raise EvalError(f"--inception-weights {args.inception_weights}: file not found")
+    if args.size is not None and args.size > MAX_SIZE:
+        raise EvalError(f"--size must be <= {MAX_SIZE} (twice Cityscapes' 2048-pixel photos; generating at 8192 "
+                        f"takes tens of GB), got {args.size}")
     if not 0 <= args.seed < 2**31:
         raise EvalError(f"--seed must be in [0, 2^31), got {args.seed}")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -129,9 +135,13 @@ def validate(args) -> None:
 def evaluate(args) -> Path:
     """Find or take the image sources, generate, score with every segmenter, write the outputs."""
     device, checkpoints, out = resolve_device(args.device), Path(args.checkpoints_dir), Path(args.out)
+    for note in hidden_copies_note(checkpoints):  # runs an interrupted --overwrite set aside
+        print(note, flush=True)
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
+    check_apart({"--out": out}, evaluation_inputs(sources, args))  # the output rule (common.outputs)
     segmenters = load_segmenters(args, checkpoints, device)
     evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
+    check_before_generating(sources, evalsets, args.size)
     if any(arch == DRN_ARCH for arch, *_ in segmenters):  # its labels' layout, checked before any work
         drn_eval_sets(evalsets, args.drn_protocol)
     inception = prepare_fidelity(args, sources, evalsets, device)
@@ -145,6 +155,49 @@ def evaluate(args) -> Path:
         report["fidelity"] = fidelity_entry(*inception, sources, evalsets, args)
     write_outputs(report, sources, evalsets, out, args.figure_frames)
     return out
+
+
+def evaluation_inputs(sources, args) -> dict[Path, str]:
+    """What evaluate.py reads, for the output rule: datasets, generator files and run folders, image folders,
+    segmenters."""
+    inputs = {Path(args.segmenter_dir or Path(args.checkpoints_dir) / "segmenters"): "--segmenter-dir"}
+    for source in sources:
+        inputs[source.dataroot] = "--dataroot"
+        if source.checkpoint is not None:  # a generator file, or a run's folder
+            inputs[source.checkpoint if args.generator else source.checkpoint.parent] = \
+                "--generator" if args.generator else "--checkpoints-dir (a run)"
+        elif source.images is not None:
+            inputs[source.images] = "--images"
+    return inputs
+
+
+def check_before_generating(sources, evalsets: dict, given_size: int | None) -> None:
+    """What would fail only after generating, checked first: every label map to score against holds trainIds
+    (read now, kept for scoring), and every generator suits the image size."""
+    for evalset in evalsets.values():
+        if evalset.protocol != "fullres":
+            for i in range(len(evalset)):
+                evalset.label(i)  # data.aligned checks the values of each trainId map it reads
+    for source in sources:
+        if source.checkpoint is None:
+            continue
+        evalset = evalsets[source.dataroot.resolve()]
+        try:
+            check_image_size(generator_name(source), evalset.size)
+        except ValueError as error:
+            where = f"--size {given_size}" if given_size else f"{evalset.dataroot}: its {evalset.size}-pixel images"
+            raise EvalError(f"{where}: {error} ({source.checkpoint})") from None
+
+
+def generator_name(source) -> str:
+    """The architecture of a source's generator: from its checkpoint's netG_config (read without its tensors),
+    else the --netG given for bare state_dicts."""
+    import torch
+    try:
+        obj = torch.load(source.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        return str(obj["netG_config"]["name"])
+    except Exception:  # a bare state_dict, or a file load_generator will name
+        return source.generator_kwargs.get("name", "unet_256")
 
 
 def main(argv=None) -> int:

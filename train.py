@@ -33,6 +33,7 @@ from common.device import decide_device, make_deterministic
 from common.distributed import gather, init_from_environment, is_main_process, launch_environment, leave, ranks_where
 from common.files import write_atomic, write_json
 from common.interrupts import StopSignals, Stopped, ignore_stop_signals, signal_name
+from common.outputs import check_apart
 from common.run_folder import RunFolder
 from common.threads import pin_threads
 from data.aligned import AlignedDataset, check_same_dataset, dataset_fingerprint
@@ -40,7 +41,7 @@ from data.sampling import EpochSampler, SeededSamples
 from data.synthetic import default_dataset
 from gan.monitor import TrainingMonitor
 from gan.pix2pix import Pix2Pix, wrap_for_training
-from gan.resume import divergence_advice, resume_command, resume_options
+from gan.resume import divergence_advice, load_resume_checkpoint, resume_command, resume_options
 from gan.schedule import lr_schedulers, set_initial_lr
 from gan.train_options import UsageError, build_configs, parse_args, validate
 
@@ -62,6 +63,8 @@ def train(args: argparse.Namespace) -> Pix2Pix:
     saved latest.pt by raising common.interrupts.Stopped.
     """
     folder = RunFolder(Path(args.checkpoints_dir) / args.name)
+    if args.dataroot is not None:  # the output rule (common.outputs); RunFolder replaces and restores runs
+        check_apart({"--checkpoints-dir/--name": folder.path}, {Path(args.dataroot): "--dataroot"})
     if args.deterministic:  # before anything starts CUDA
         make_deterministic()
     with StopSignals() as signals, folder.in_use():
@@ -222,7 +225,7 @@ def open_run(args: argparse.Namespace, folder: RunFolder) -> tuple[Run, dict | N
     rank, world_size = init_from_environment(device)
     if rank == 0:
         folder.claim(args.resume, args.overwrite)
-    checkpoint = load_checkpoint(folder.path / "latest.pt", require_format=True) if args.resume else None
+    checkpoint = load_resume_checkpoint(folder.path / "latest.pt") if args.resume else None  # validated
     options, first_lr = argparse.Namespace(**vars(args)), args.lr
     if checkpoint is not None:
         if "optimizer_G" not in checkpoint:

@@ -4,6 +4,11 @@ A checkpoint is one dict of tensors and plain Python values carrying a ``format_
 written to a temporary file in the destination folder, flushed to disk and renamed over the old
 file, so a crash mid-write leaves the previous checkpoint intact. It is read back with
 ``torch.load(..., weights_only=True)``: a checkpoint is data, never code.
+
+Its SHA-256 is recorded beside it, in ``<file>.sha256``, before it takes the old file's place; the
+record lists the new and the previous file's digests, so the pair stays consistent whenever a write is
+cut short. :func:`check_recorded_sha256` refuses a file that changed on disk since it was written (a
+flipped byte that torch's zip reader does not notice).
 """
 from __future__ import annotations
 
@@ -15,17 +20,57 @@ from pathlib import Path
 import torch
 
 from common.command_line import InputError
-from common.files import write_atomic
+from common.files import file_sha256, write_atomic, write_text
 
 FORMAT_VERSION = 1
+SHA256_SUFFIX = ".sha256"
 
 
 class CheckpointError(InputError):
     """A checkpoint file that is missing, unreadable, unwritable or of the wrong kind (message names the file)."""
 
 
-def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    """Write ``obj`` to ``path`` with ``torch.save`` atomically (:func:`common.files.write_atomic`).
+def sha256_record(path: Path) -> Path:
+    return path.with_name(path.name + SHA256_SUFFIX)
+
+
+def _record_sha256(path: Path, written: Path) -> None:
+    """Before ``written`` (a finished temporary file) replaces ``path``: its digest, and the digest ``path``
+    has now, in ``path``'s record."""
+    record = sha256_record(path)
+    previous = []
+    try:
+        previous = record.read_text().split()[:1]
+    except OSError:
+        pass
+    write_text(record, "\n".join([file_sha256(written)] + previous) + "\n")
+
+
+def check_recorded_sha256(path: str | os.PathLike, known_copies=()) -> None:
+    """Raise CheckpointError when ``path`` has a SHA-256 record (``<file>.sha256``) that does not list its digest,
+    unless it is a byte-for-byte copy of one of ``known_copies`` (files a user may copy over it on purpose)."""
+    path = Path(path)
+    record = sha256_record(path)
+    if not record.is_file():
+        return
+    try:
+        listed = record.read_text().split()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{record}: unreadable SHA-256 record ({error})") from None
+    digest = file_sha256(path)
+    if digest in listed:
+        return
+    if any(copy.is_file() and copy.stat().st_size == path.stat().st_size and file_sha256(copy) == digest
+           for copy in known_copies):
+        return
+    raise CheckpointError(f"{path}: its SHA-256 differs from the one recorded when it was written ({record}); "
+                          f"the file changed on disk: resume from an intact copy or start again (if you replaced "
+                          f"it on purpose, delete {record.name})")
+
+
+def save_atomic(obj: dict, path: str | os.PathLike, record_sha256: bool = True) -> Path:
+    """Write ``obj`` to ``path`` with ``torch.save`` atomically (:func:`common.files.write_atomic`), its
+    SHA-256 recorded in ``<path>.sha256`` (unless ``record_sha256`` is False).
 
     A write that fails (read-only folder, full disk, ...) raises :class:`CheckpointError` naming
     ``path`` and the cause; the previous file at ``path`` is then untouched and no temporary file
@@ -34,7 +79,8 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
     existed = path.is_file()
     try:
-        return write_atomic(path, lambda file: torch.save(obj, file))
+        return write_atomic(path, lambda file: torch.save(obj, file),
+                            before_rename=(lambda written: _record_sha256(path, written)) if record_sha256 else None)
     except BaseException as error:
         # torch.save reports a failed write of its zip container as RuntimeError("... unexpected pos ...");
         # the real cause is the exception it was handling.

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -17,30 +18,56 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None],
+                 before_rename: Callable[[Path], None] | None = None) -> Path:
     """Call ``write(file)`` on a temporary binary file and rename it to ``path`` (folders made as needed).
 
-    Temporary files that a killed writer left (``.<name>.*.tmp``) are removed first. Errors propagate
-    (``OSError`` for a folder that cannot be written, ...) with ``path`` untouched.
+    The temporary file is ``.<name>.<pid>.<random>.tmp``; those that a writer that is gone left (its
+    process no longer runs) are removed first, never those of a live writer. ``before_rename(temporary
+    path)``, if given, runs once the content is on disk. Errors propagate (``OSError``, naming ``path``
+    when the system names no file: a full disk, ...) with ``path`` untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        if before_rename is not None:
+            before_rename(Path(tmp_name))
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     _sync_folder(path.parent)
     return path
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of :func:`write_atomic` for ``path`` whose writing process is gone."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$")
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        found = pattern.match(stale.name)
+        if found and not process_alive(int(found.group(1))):
+            stale.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sync_folder(folder: Path) -> None:

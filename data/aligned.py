@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from data import DataError
-from data.cityscapes import color_to_train_ids
+from data.cityscapes import IGNORE_INDEX, NUM_CLASSES, color_to_train_ids
 from data.fingerprint import files_fingerprint
 from data.images import image_header, read_image
 
@@ -89,7 +89,11 @@ class AlignedDataset(torch.utils.data.Dataset):
         if not folder.is_dir():
             raise DataError(f"{folder}: folder not found (expected <root>/{phase}/ with A|B images)")
         self.folder = folder
-        self.paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        named_images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        not_files = [p for p in named_images if not p.is_file()]
+        if not_files:
+            raise DataError(f"{not_files[0]}: named like an image but not a file (a folder?); move it out of {folder}")
+        self.paths = sorted(named_images)
         if not self.paths:
             raise DataError(f"{folder}: no image files")
         for path in self.paths:  # header-only checks: cheap, and they catch the common mistakes early
@@ -98,12 +102,8 @@ class AlignedDataset(torch.utils.data.Dataset):
         self.names = {}
         index_path = self.root / "index.json"
         if index_path.is_file():
-            try:
-                index = json.loads(index_path.read_text())
-            except (OSError, ValueError) as error:
-                raise DataError(f"{index_path}: unreadable index ({error})") from None
             split_key = "val" if phase in ("val", "test") else phase
-            self.names = dict(index.get(split_key) or {})
+            self.names = read_index(index_path).get(split_key, {})
         label_dir = self.root / f"{folder.name}_trainids"
         if not label_dir.is_dir() and folder.name == "test":
             label_dir = self.root / "val_trainids"
@@ -124,7 +124,7 @@ class AlignedDataset(torch.utils.data.Dataset):
             label = read_image(label_path)
             if label.mode not in ("L", "P"):
                 raise DataError(f"{label_path}: expected a single-channel trainId PNG, got mode {label.mode}")
-            return np.asarray(label, dtype=np.uint8)
+            return check_train_ids(np.asarray(label, dtype=np.uint8), label_path)
         return color_to_train_ids(np.asarray(color_half), path=path)
 
     def __getitem__(self, index: int) -> dict:
@@ -163,6 +163,45 @@ class AlignedDataset(torch.utils.data.Dataset):
         source, target = (b, a) if self.direction == "BtoA" else (a, b)
         return {"input": source, "target": target, "label": label,
                 "name": self.names.get(path.name, path.stem), "index": index}
+
+
+def check_train_ids(label: np.ndarray, path: Path) -> np.ndarray:
+    """``label`` if every value is a trainId (0..18) or 255 (ignore), else DataError naming ``path``, the
+    value and where it is."""
+    bad = (label >= NUM_CLASSES) & (label != IGNORE_INDEX)
+    if bad.any():
+        y, x = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{path}: value {int(label[y, x])} at x={x}, y={y} ({int(bad.sum())} pixel(s)) is not a "
+                        f"trainId (0..{NUM_CLASSES - 1}, or {IGNORE_INDEX} for ignore)")
+    return label
+
+
+MAX_INDEX_BYTES = 64 << 20  # index.json of a million frames is about 50 MB
+
+
+def read_index(path: Path) -> dict:
+    """``index.json`` (written by data.prepare and data.synthetic) checked field by field: a JSON object whose
+    ``train`` and ``val`` entries, where present, map image file names to frame names (strings). Raises
+    DataError naming the file and the field."""
+    try:
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size} bytes, more than an index holds ({MAX_INDEX_BYTES})")
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable index ({error})") from None
+    if not isinstance(index, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(index).__name__}")
+    for split in ("train", "val"):
+        names = index.get(split)
+        if names is None:
+            continue
+        if not isinstance(names, dict):
+            raise DataError(f"{path}: \"{split}\": expected an object of image file -> frame name, found "
+                            f"{type(names).__name__}")
+        bad = next((k for k, v in names.items() if not isinstance(v, str)), None)
+        if bad is not None:
+            raise DataError(f"{path}: \"{split}\".\"{bad}\": expected a frame name (a string), found {names[bad]!r}")
+    return index
 
 
 def _check_pair_shape(path: Path, width: int, height: int, mode: str) -> None:

@@ -10,9 +10,11 @@ For each split (train, val) the frames are taken in sorted path order and frame 
   "cityscapes_root": <the official folder relative to out>, "size": S, "format_version": 1,
   "sources": <fingerprint of the input files: names, sizes and modification times>}``.
 
-Everything is written into a hidden temporary folder beside ``out`` (``index.json`` last) and renamed
-into place when complete, so an interrupted run leaves nothing that looks finished; the next run
-deletes what a killed one left behind. Running again on the same, unchanged input files with the same
+The output follows :mod:`common.outputs`: ``out`` never overlaps the input folders (``leftImg8bit/`` and
+``gtFine/``); everything is written into a hidden ``.<out>.partial-*`` folder beside ``out`` (``index.json``
+last) and renamed into place when complete, so an interrupted run leaves nothing that looks finished and
+a previous output is deleted only after its successor is in place; the next run deletes unfinished work
+a killed one left behind and puts back, or names, a previous output it had set aside. Running again on the same, unchanged input files with the same
 size does nothing; when input files changed (same frames) the output is prepared again; an output of
 other frames or another size is only replaced with ``--overwrite``.
 
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -33,7 +33,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.command_line import option_parser, run_main
+from common.outputs import make_partial, prepare_output, replace_folder
 from data import DataError
+from data.aligned import read_index
 from data.cityscapes import Frame, color_to_train_ids, find_frames, label_ids_to_color, label_ids_to_train_ids
 from data.fingerprint import files_fingerprint
 from data.images import read_image
@@ -41,6 +43,9 @@ from data.images import read_image
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
 _MAX_LABEL_ID = 33
+# A 2S x S RGB frame and its resized halves take about 20 S^2 bytes while it is converted: 335 MB at 4096
+# (16 times Cityscapes' 2048 x 1024 photos), 200 GB at 100000.
+MAX_SIZE = 4096
 
 
 def _read_label_ids(path: Path) -> np.ndarray:
@@ -86,35 +91,11 @@ def convert_frame(frame: Frame, size: int = 256) -> tuple[Image.Image, np.ndarra
 
 
 def make_work_dir(parent: Path, prefix: str) -> Path:
-    """A new hidden folder in ``parent`` (normal permissions) to build output in before renaming it."""
-    parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        path = parent / f".{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def clean_leftovers(parent: Path, prefix: str) -> None:
-    """Delete the work folders ``.<prefix>-<pid>-<token>`` (see :func:`make_work_dir`) in ``parent`` whose
-    process is gone (a run that was killed); those of live processes are theirs."""
-    pattern = re.compile(rf"^\.{re.escape(prefix)}-(\d+)-[0-9a-f]+$")
-    for path in parent.glob(f".{prefix}-*") if parent.is_dir() else []:
-        found = pattern.match(path.name)
-        if found and path.is_dir() and not _process_alive(int(found.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
+    """A new hidden folder ``.<prefix>-<pid>-<token>`` in ``parent`` to build output in before renaming it
+    (``prefix`` is ``<name>.partial``: :func:`common.outputs.make_partial` of ``parent / <name>``)."""
+    if not prefix.endswith(".partial"):
+        raise ValueError(f"work folder prefix {prefix!r} must end with .partial")
+    return make_partial(parent / prefix.removesuffix(".partial"))
 
 
 def sources_fingerprint(root: Path, frames: dict[str, list[Frame]]) -> str:
@@ -127,8 +108,8 @@ def sources_fingerprint(root: Path, frames: dict[str, list[Frame]]) -> str:
 def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool:
     """Whether ``out`` already holds a complete preparation of exactly these frames at this size."""
     try:
-        index = json.loads((out / "index.json").read_text())
-    except (OSError, ValueError):
+        index = read_index(out / "index.json")
+    except DataError:
         return False
     if index.get("size") != size or index.get("format_version") != FORMAT_VERSION:
         return False
@@ -143,8 +124,8 @@ def _existing_matches(out: Path, names: dict[str, list[str]], size: int) -> bool
 
 def _existing_sources(out: Path) -> str | None:
     try:
-        return json.loads((out / "index.json").read_text()).get("sources")
-    except (OSError, ValueError):
+        return read_index(out / "index.json").get("sources")
+    except DataError:
         return None
 
 
@@ -157,18 +138,18 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
     """
     root = Path(cityscapes_root)
     out = Path(out_dir)
-    if size < 1:
-        raise DataError(f"--size must be >= 1, got {size}")
+    if not 1 <= size <= MAX_SIZE:
+        raise DataError(f"--size must be in [1, {MAX_SIZE}] (a frame of side S takes about 20 S^2 bytes while "
+                        f"it is converted), got {size}")
+    for note in prepare_output({"--out": out}, {root / "leftImg8bit": "--cityscapes", root / "gtFine": "--cityscapes"}):
+        print(note, flush=True)
     frames = {split: find_frames(root, split) for split in SPLITS}
     names = {split: [frame.name for frame in frames[split]] for split in SPLITS}
     sources = sources_fingerprint(root, frames)
-    clean_leftovers(out.parent, f"{out.name}.partial")
-    if out.exists():
-        clean_leftovers(out.parent, f"{out.name}.old")  # a killed run's previous output, replaced already
     if out.exists() and _already_prepared(out, names, size, sources, overwrite, show_progress):
         return out
 
-    work = make_work_dir(out.parent, f"{out.name}.partial")
+    work = make_partial(out)
     try:
         try:
             relative_root = os.path.relpath(root.resolve(), out.resolve())
@@ -178,7 +159,7 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
         index.update(cityscapes_root=relative_root, size=size, format_version=FORMAT_VERSION, sources=sources,
                      **(extra_index or {}))
         (work / "index.json").write_text(json.dumps(index, indent=1))
-        _move_into_place(work, out)
+        replace_folder(work, out)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -212,29 +193,19 @@ def _already_prepared(out: Path, names: dict[str, list[str]], size: int, sources
 def _convert_frames(frames: dict[str, list[Frame]], size: int, work: Path, show_progress: bool) -> dict:
     """Write every frame's pair JPEG and exact trainId PNG into ``work``; return the index of frame names."""
     index = {split: {} for split in SPLITS}
-    bar = tqdm(total=sum(len(f) for f in frames.values()), desc="prepare", unit="frame", disable=not show_progress)
-    for split in SPLITS:
-        (work / split).mkdir()
-        (work / f"{split}_trainids").mkdir()
-        for i, frame in enumerate(frames[split]):
-            pair, train_ids = convert_frame(frame, size)
-            pair.save(work / split / f"{i}.jpg", format="JPEG", quality=100, subsampling=0)
-            Image.fromarray(train_ids).save(work / f"{split}_trainids" / f"{i}.png")
-            index[split][f"{i}.jpg"] = frame.name
-            bar.update(1)
-    bar.close()
+    # closed on an error too, so that the error starts a line of its own
+    with tqdm(total=sum(len(f) for f in frames.values()), desc="prepare", unit="frame",
+              disable=not show_progress) as bar:
+        for split in SPLITS:
+            (work / split).mkdir()
+            (work / f"{split}_trainids").mkdir()
+            for i, frame in enumerate(frames[split]):
+                pair, train_ids = convert_frame(frame, size)
+                pair.save(work / split / f"{i}.jpg", format="JPEG", quality=100, subsampling=0)
+                Image.fromarray(train_ids).save(work / f"{split}_trainids" / f"{i}.png")
+                index[split][f"{i}.jpg"] = frame.name
+                bar.update(1)
     return index
-
-
-def _move_into_place(work: Path, out: Path) -> None:
-    """Rename the finished ``work`` folder to ``out``; a previous ``out`` is moved aside first, then deleted."""
-    if out.exists():
-        old = make_work_dir(out.parent, f"{out.name}.old")
-        os.replace(out, old / "data")
-        os.replace(work, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, out)
 
 
 COMMAND_LINE_HELP = ("Convert the official Cityscapes layout (leftImg8bit/ + gtFine/) into the pix2pix layout: "
@@ -245,7 +216,7 @@ def main(argv=None) -> int:
     parser = option_parser(COMMAND_LINE_HELP, prog="python -m data.prepare")
     parser.add_argument("--cityscapes", required=True, help="folder holding leftImg8bit/ and gtFine/")
     parser.add_argument("--out", required=True, help="output folder (pix2pix layout)")
-    parser.add_argument("--size", type=int, default=256, help="side of each square half")
+    parser.add_argument("--size", type=int, default=256, help=f"side of each square half (at most {MAX_SIZE})")
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing output")
     args = parser.parse_args(argv)
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from common.command_line import option_parser, run_main
+from common.outputs import check_apart
 from eval import EvalError
 from eval.scorers.caffe_fcn8s import import_caffemodel
 from eval.scorers.dpc_xception71 import import_model_zoo
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
 
 def import_segmenter(args: argparse.Namespace) -> str:
     """Write the segmenter file; the line that says so."""
+    check_apart({"--out": args.out}, {args.source: "SOURCE"})  # the output rule (common.outputs)
     if args.out.exists() and not args.overwrite:
         raise EvalError(f"{args.out}: exists; pass --overwrite to replace it")
     if args.out.is_dir():

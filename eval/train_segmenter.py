@@ -35,6 +35,7 @@ import torch
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name, resolve_device
 from common.files import write_json
+from common.outputs import check_apart
 from common.run_folder import RunFolder
 from common.threads import pin_threads
 from data.sampling import EpochSampler, SeededSamples
@@ -168,6 +169,8 @@ def validate(args: argparse.Namespace, out: Path) -> None:
     parse_config(args.arch, args.config)
     if args.resume and args.overwrite:
         raise EvalError("--resume and --overwrite exclude each other")
+    if args.dataroot is not None:  # the output rule (common.outputs): the segmenter and its run apart from the data
+        check_apart({"--out": out, "--out (its run folder)": run_path(out)}, {Path(args.dataroot): "--dataroot"})
     if out.is_dir():
         raise EvalError(f"--out {out}: is a folder; give the path of the segmenter file")
     if out.exists() and not (args.resume or args.overwrite):

@@ -68,3 +68,176 @@ def divergence_advice(options: argparse.Namespace, run_dir: Path, first_lr: floa
     command = resume_command(options, f" --lr {lower:g} --allow-change lr", latest_options)
     return (f"the last good checkpoint is {run_dir / 'latest.pt'} (step {latest_step}); continue from it with a "
             f"lower learning rate: {command}")
+
+
+# ----------------------------------------------------------------------------------------- the checkpoint
+# What a training checkpoint holds besides the networks and optimizers: key -> (check, what it must be).
+POSITION_FIELDS = ("epoch", "epoch_step", "step")
+# The options a checkpoint must have: those that build its networks, optimizers and data (later options may
+# be missing from older checkpoints; the run then takes their value as given now).
+REQUIRED_OPTIONS = ("dataroot", "direction", "load_size", "crop_size", "no_flip", "netG", "netD", "n_layers_D", "ngf",
+                    "ndf", "norm", "no_dropout", "gan_mode", "lambda_l1", "optim", "optim_d", "lr", "beta1", "beta2",
+                    "momentum", "prox", "inner_steps", "prox_mode", "no_inner_decay", "batch_size", "n_epochs",
+                    "n_epochs_decay", "seed", "name", "checkpoints_dir")
+# The optimizer kinds, told apart by the keys of their param_groups.
+OPTIMIZER_KIND_KEYS = {"adam": {"betas"}, "tradam": {"betas", "prox"}, "sgd": {"momentum"},
+                       "trsgd": {"momentum", "prox"}}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_resume_checkpoint(path: Path) -> dict:
+    """The checkpoint a run resumes from, read (common.checkpoint.load_checkpoint) and validated before any work.
+
+    Refused with one line naming the file and the field (CheckpointError, exit status 2): a file whose SHA-256
+    differs from the one recorded at its save; a missing field or one of the wrong type; options out of their
+    ranges; network tensors that do not match the networks its options describe (e.g. ``ngf``); optimizer
+    state of another optimizer than its ``--optim`` / ``--optim-d`` or of other shapes; a NaN or an infinity
+    in a weight, buffer or optimizer state.
+    """
+    from common.checkpoint import (CheckpointError, check_recorded_sha256, describe_names, load_checkpoint,
+                                   nonfinite_entries)
+    path = Path(path)
+    # a byte copy of one of the run's own checkpoint files (a --keep-full full_<NNN>.pt) was put there on purpose
+    check_recorded_sha256(path, known_copies=sorted(path.parent.glob("full_*.pt")) + sorted(path.parent.glob("epoch_*.pt")))
+    checkpoint = load_checkpoint(path, require_format=True)
+    if "optimizer_G" not in checkpoint and "netG" in checkpoint:
+        raise CheckpointError(f"{path}: holds weights only (an epoch snapshot); --resume needs a complete checkpoint: "
+                              f"a latest.pt or a full_<NNN>.pt of --keep-full")
+
+    def refuse(field: str, problem: str):
+        raise CheckpointError(f"{path}: {field}: {problem}; not a checkpoint this run can continue from")
+
+    for key in POSITION_FIELDS:
+        if key not in checkpoint:
+            refuse(key, "missing")
+        if not (_is_int(checkpoint[key]) and checkpoint[key] >= 0):
+            refuse(key, f"expected an integer >= 0, found {checkpoint[key]!r}")
+    if not (_is_int(checkpoint.get("world_size")) and checkpoint["world_size"] >= 1):
+        refuse("world_size", f"expected an integer >= 1, found {checkpoint.get('world_size')!r}")
+    if not isinstance(checkpoint.get("finished"), bool):
+        refuse("finished", f"expected true or false, found {checkpoint.get('finished')!r}")
+    for key in ("options", "netG", "netD", "optimizer_G", "optimizer_D", "scheduler_G", "scheduler_D", "rng",
+                "data_fingerprint"):
+        if not isinstance(checkpoint.get(key), dict):
+            refuse(key, "missing" if key not in checkpoint else f"expected a dict, found {type(checkpoint[key]).__name__}")
+    ranks = checkpoint["rng"].get("ranks")
+    if not (isinstance(ranks, list) and len(ranks) == checkpoint["world_size"]):
+        refuse("rng.ranks", f"expected one random state per process ({checkpoint['world_size']})")
+    fingerprint = checkpoint["data_fingerprint"]
+    for key, kind in (("train_frames", int), ("val_frames", int), ("digest", str)):
+        if not isinstance(fingerprint.get(key), kind):
+            refuse(f"data_fingerprint.{key}", f"expected {kind.__name__}, found {fingerprint.get(key)!r}")
+
+    options = _checked_options(checkpoint["options"], refuse)
+    _check_networks(checkpoint, options, refuse)
+    bad = nonfinite_entries({key: checkpoint[key] for key in ("netG", "netD", "optimizer_G", "optimizer_D")})
+    if bad:
+        refuse(describe_names(bad), "holds NaN or infinite values (a diverged state is never resumed)")
+    return checkpoint
+
+
+def _checked_options(saved: dict, refuse) -> argparse.Namespace:
+    """The checkpoint's options with every type and range checked against train.py's parser."""
+    from gan.train_options import build_parser, check_ranges
+    parser = build_parser()
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    for key in REQUIRED_OPTIONS:
+        if key not in saved:
+            refuse(f"options.{key}", "missing")
+    for key, value in saved.items():
+        action = actions.get(key)
+        if action is None:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            ok = isinstance(value, bool)
+        elif action.nargs in ("+", "*"):
+            ok = isinstance(value, list)
+        elif action.type is int:
+            ok = _is_int(value)
+        elif action.type is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str) or (value is None and action.default is None)
+        if ok and action.choices is not None and action.nargs not in ("+", "*") and value is not None:
+            ok = value in action.choices
+        if not ok:
+            refuse(f"options.{key}", f"{value!r} is not a value of {flag(key)}")
+    options = argparse.Namespace(**{**vars(parser.parse_args([])), **saved})
+    try:
+        check_ranges(options)
+    except UsageError as error:
+        refuse("options", str(error))
+    return options
+
+
+def _shapes_only_mode():
+    """A TorchFunctionMode under which the in-place initialisers do nothing (for networks built on the meta
+    device only to read their shapes: torch's meta kernels for random fills import its compiler, seconds)."""
+    from torch.overrides import TorchFunctionMode
+
+    class ShapesOnly(TorchFunctionMode):
+        SKIPPED = {"normal_", "uniform_", "fill_", "zero_", "zeros_", "ones_", "constant_", "kaiming_uniform_",
+                   "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "trunc_normal_"}
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", None) in self.SKIPPED:
+                return args[0] if args else kwargs.get("tensor")
+            return func(*args, **kwargs)
+    return ShapesOnly()
+
+
+def _check_networks(checkpoint: dict, options: argparse.Namespace, refuse) -> None:
+    """netG/netD hold the tensors of the networks ``options`` describe (built on the meta device: no memory),
+    and each optimizer state is of the run's optimizer kind, over as many tensors of the same shapes."""
+    import torch
+
+    from gan.networks import build_discriminator, build_generator
+    from gan.pix2pix import ModelConfig
+    config = ModelConfig(netG=options.netG, netD=options.netD, ngf=options.ngf, ndf=options.ndf,
+                         n_layers_D=options.n_layers_D, norm=options.norm, use_dropout=not options.no_dropout)
+    try:
+        with torch.device("meta"), _shapes_only_mode():
+            nets = {"netG": build_generator(**config.generator_config()),
+                    "netD": build_discriminator(config.netD, input_nc=config.input_nc + config.output_nc,
+                                                ndf=config.ndf, n_layers=config.n_layers_D, norm=config.norm)}
+    except ValueError as error:
+        refuse("options", str(error))
+    for key, net in nets.items():
+        expected, saved = net.state_dict(), checkpoint[key]
+        missing = [name for name in expected if name not in saved]
+        extra = [name for name in saved if name not in expected]
+        if missing or extra:
+            refuse(key, f"tensors {'missing' if missing else 'not in'} the network its options describe "
+                        f"(--netG {options.netG}, --ngf {options.ngf}, --ndf {options.ndf}): "
+                        f"{(missing or extra)[0]}")
+        for name, tensor in expected.items():
+            value = saved[name]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(tensor.shape):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                refuse(f"{key}.{name}", f"shape {shape}, but its options (--ngf {options.ngf}, --ndf {options.ndf}, "
+                                        f"--netG {options.netG}) give {tuple(tensor.shape)}")
+    kinds = {"optimizer_G": options.optim, "optimizer_D": options.optim_d or options.optim}
+    for key, kind in kinds.items():
+        params = list(nets["netG" if key == "optimizer_G" else "netD"].parameters())
+        state, groups = checkpoint[key].get("state"), checkpoint[key].get("param_groups")
+        if not (isinstance(state, dict) and isinstance(groups, list) and len(groups) == 1
+                and isinstance(groups[0], dict)):
+            refuse(key, "expected an optimizer state_dict (state and one param group)")
+        found = next((name for name, keys in sorted(OPTIMIZER_KIND_KEYS.items(), key=lambda kv: -len(kv[1]))
+                      if keys <= groups[0].keys()), None)
+        if found != kind:
+            option = "--optim" if key == "optimizer_G" else "--optim-d"
+            refuse(key, f"state of {found or 'an unknown optimizer'}, but the run's {option} is {kind}")
+        if list(groups[0].get("params", [])) != list(range(len(params))):
+            refuse(f"{key}.param_groups", f"expected the {len(params)} parameters of its network")
+        for index, values in state.items():
+            if not (_is_int(index) and 0 <= index < len(params) and isinstance(values, dict)):
+                refuse(f"{key}.state", f"entry {index!r} is not one of the {len(params)} parameters")
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != params[index].shape:
+                    refuse(f"{key}.state.{index}.{name}", f"shape {tuple(value.shape)}, its parameter's is "
+                                                          f"{tuple(params[index].shape)}")

@@ -174,6 +174,18 @@ def validate(options: argparse.Namespace) -> None:
         raise UsageError("--allow-change applies to --resume only")
 
 
+# Options that size a network or an image: the largest value and why (beyond it, memory runs out long before
+# anything useful happens).
+UPPER_BOUNDS = {
+    "ngf": (1024, "16 times pix2pix's 64; weights grow with its square: unet_256's take 56 GB at 1024"),
+    "ndf": (1024, "16 times pix2pix's 64; weights grow with its square: the 70x70 PatchGAN's take 2.8 GB at 1024"),
+    "n_layers_D": (8, "a 256-pixel crop is down to one pixel after 8 stride-2 layers"),
+    "load_size": (8192, "4 times Cityscapes' 2048-pixel photos; one RGB float image of 8192^2 takes 800 MB"),
+    "crop_size": (8192, "4 times Cityscapes' 2048-pixel photos; one RGB float image of 8192^2 takes 800 MB"),
+    "batch_size": (4096, "more images per step than any GPU holds at 256 px"),
+}
+
+
 def check_ranges(options: argparse.Namespace) -> None:
     """Each number within its range."""
     def refuse(name: str, rule: str):
@@ -186,6 +198,9 @@ def check_ranges(options: argparse.Namespace) -> None:
     for name in ("num_workers", "max_steps", "n_epochs", "n_epochs_decay", "noise_freq", "keep_full", "threads"):
         if getattr(options, name) < 0:
             refuse(name, ">= 0")
+    for name, (most, reason) in UPPER_BOUNDS.items():
+        if getattr(options, name) > most:
+            refuse(name, f"<= {most} ({reason})")
     for name in ("lr", "prox", "lambda_l1"):
         if not (math.isfinite(getattr(options, name)) and getattr(options, name) >= 0):
             refuse(name, "a finite number >= 0")

@@ -222,3 +222,45 @@ def test_missing_exact_label_is_named(tmp_path, synthetic_root):
     ds = AlignedDataset(tmp_path / "data", load_size=64, crop_size=64)
     with pytest.raises(DataError, match=r"train_trainids/3.png: label file missing"):
         ds[3]
+
+
+# --------------------------------------------------------------------- through train.py's command line
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32", "--n-epochs", "1",
+        "--n-epochs-decay", "1", "--num-workers", "0", "--device", "cpu"]
+
+
+def _train(dataroot, checkpoints):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), "--dataroot", str(dataroot), "--checkpoints-dir",
+                           str(checkpoints), *TINY], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[]", "expected a JSON object, found list"),
+    ('{"train": ["x"]}', '"train": expected an object of image file -> frame name, found list'),
+    ('{"val": {"0.jpg": 7}}', '"val"."0.jpg": expected a frame name (a string), found 7'),
+    ('{"train": ', "unreadable index"),
+])
+def test_a_malformed_index_is_one_line_naming_it(synthetic_root, tmp_path, content, problem):
+    root = shutil.copytree(synthetic_root, tmp_path / "data")
+    (root / "index.json").write_text(content)
+    result = _train(root, tmp_path / "checkpoints")
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"error: {root / 'index.json'}: {problem}"), line
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_folder_named_like_an_image_is_named_not_skipped(synthetic_root, tmp_path):
+    root = shutil.copytree(synthetic_root, tmp_path / "data")
+    (root / "train" / "4.jpg").mkdir()
+    result = _train(root, tmp_path / "checkpoints")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {root / 'train' / '4.jpg'}: named like an image but not a file (a "
+                                     f"folder?); move it out of {root / 'train'}")

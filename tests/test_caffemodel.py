@@ -121,3 +121,41 @@ def test_not_a_caffemodel(tmp_path):
     five_values_shape_2x3 = bytes_field(5, np.ones(5, "<f4").tobytes()) + bytes_field(7, bytes_field(1, b"\x02\x03"))
     with pytest.raises(CaffeModelError, match="holds 5 values"):
         read_blob(memoryview(five_values_shape_2x3))
+
+
+# ------------------------------------------------------------------- dimensions, through the importer's command line
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from eval.scorers.protobuf_wire import varint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _blob_with_shape(dims, values: int) -> bytes:
+    return bytes_field(5, np.ones(values, "<f4").tobytes()) + bytes_field(7, bytes_field(1, b"".join(varint(d) for d in dims)))
+
+
+@pytest.mark.parametrize("dims, problem", [
+    ((-1, 4), "blob has a negative dimension in its shape [-1, 4]"),
+    ((2**32, 2**32), f"blob of shape ({2**32}, {2**32}) holds 4 values"),  # the product once wrapped around to 0
+])
+def test_blob_dimensions_negative_or_overflowing_are_one_line(tmp_path, dims, problem):
+    model = tmp_path / "fcn.caffemodel"
+    model.write_bytes(encode_layer("conv1_1", "Convolution", [_blob_with_shape(dims, 4)]))
+    result = subprocess.run([sys.executable, "-m", "eval.import_segmenter", "fcn8s_caffe", str(model), "--out",
+                             str(tmp_path / "out.pt")], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {model}: layer conv1_1: {problem}", result.stderr
+
+
+def test_a_caffemodel_larger_than_the_cap_is_refused_before_it_is_read(tmp_path):
+    from eval.scorers.protobuf_wire import MAX_MESSAGE_BYTES
+    model = tmp_path / "big.caffemodel"
+    with open(model, "wb") as file:  # sparse: no disk used
+        file.truncate(MAX_MESSAGE_BYTES + 1)
+    with pytest.raises(CaffeModelError, match=f"{MAX_MESSAGE_BYTES + 1} bytes, more than the {MAX_MESSAGE_BYTES} read"):
+        read_caffemodel(model)

@@ -507,3 +507,59 @@ def test_fid_kid_bad_input_is_one_line_before_any_generation(evaluated, tmp_path
                          str(evaluated["root"])], capsys)  # 3 val frames, subsets of 100
     assert f"{images}: 3 images, fewer than the KID subset size 100; pass --kid-subset-size 3 or less" in err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- checked before generating
+def _evaluate_cli(*args):
+    return subprocess.run([sys.executable, "evaluate.py", *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_size_the_generators_cannot_take_is_refused_before_generating(evaluated, tmp_path):
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--segmenters", "fcn8s", "--device", "cpu",
+                           "--out", tmp_path / "out", "--size", "33")
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: --size 33: image size 33x33 does not suit generator unet_64")
+    assert "generating" not in result.stdout and not (tmp_path / "out").exists()
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--device", "cpu", "--out", tmp_path / "out",
+                           "--size", "100000")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error: --size must be <= 4096 (")
+
+
+def test_a_label_value_outside_the_train_ids_is_refused_before_generating(evaluated, tmp_path):
+    root = shutil.copytree(evaluated["root"], tmp_path / "data")
+    label_path = root / "val_trainids" / "1.png"
+    label = np.array(Image.open(label_path))
+    label[5, 7] = 30
+    Image.fromarray(label).save(label_path)
+    run = evaluated["checkpoints"] / "adam_seed0" / "latest.pt"
+    result = _evaluate_cli("--generator", run, "--dataroot", root, "--checkpoints-dir", evaluated["checkpoints"],
+                           "--segmenters", "fcn8s", "--device", "cpu", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {label_path}: value 30 at x=7, y=5 (1 pixel(s)) is not a trainId "
+                                     f"(0..18, or 255 for ignore)")
+    assert "generating" not in result.stdout and not (tmp_path / "out").exists()
+
+
+def test_results_are_never_written_into_what_is_scored(evaluated, tmp_path):
+    run = evaluated["checkpoints"] / "adam_seed0"
+    before = sorted(p.name for p in run.iterdir())
+    result = _evaluate_cli("--checkpoints-dir", evaluated["checkpoints"], "--segmenters", "fcn8s", "--device", "cpu",
+                           "--out", run)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: --out {run}: is the input {run} (of --checkpoints-dir (a run))")
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_run_an_interrupted_overwrite_set_aside_is_named(evaluated, tmp_path):
+    checkpoints = shutil.copytree(evaluated["checkpoints"], tmp_path / "checkpoints")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    hidden = checkpoints / f".adam_seed1.replaced-{gone.pid}-0a1b2c"
+    (checkpoints / "adam_seed1").rename(hidden)
+    result = _evaluate_cli("--checkpoints-dir", checkpoints, "--segmenters", "fcn8s", "--device", "cpu", "--out",
+                           tmp_path / "out", "--runs", "adam_seed0")
+    assert result.returncode == 0, result.stderr
+    assert (f"{checkpoints / 'adam_seed1'}: a previous version set aside by an interrupted command is in {hidden}; "
+            f"the next command that writes adam_seed1 puts it back") in result.stdout

@@ -197,3 +197,61 @@ def test_size_is_checked_before_any_work(official, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--size" in err and "\n" not in err
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def run_prepare(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "data.prepare", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", [".", "gtFine", "leftImg8bit/train", "parent"])
+def test_an_output_that_overlaps_the_input_is_refused_and_the_input_kept(official, where):
+    """--out the --cityscapes folder, one of its input folders, inside one, or a folder holding them."""
+    before = _tree(official)
+    out = official.parent if where == "parent" else official / where
+    run = run_prepare("--cityscapes", official, "--out", out, "--size", "16", "--overwrite")
+    assert run.returncode == 2, run.stdout + run.stderr
+    line = run.stderr.strip()
+    assert "\n" not in line and line.startswith(f"error: --out {out}: ") and "(of --cityscapes)" in line
+    assert _tree(official) == before
+
+
+def test_an_output_beside_the_inputs_in_the_same_root_is_fine(official):
+    run = run_prepare("--cityscapes", official, "--out", official / "pix2pix", "--size", "16")
+    assert run.returncode == 0, run.stderr
+    assert (official / "pix2pix" / "index.json").is_file() and (official / "gtFine").is_dir()
+
+
+def test_a_size_beyond_the_bound_is_refused_before_reading_anything(tmp_path):
+    run = run_prepare("--cityscapes", tmp_path / "none", "--out", tmp_path / "out", "--size", "100000")
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("error: --size must be in [1, 4096] (a frame of side S takes about 20 S^2 bytes "
+                                  "while it is converted), got 100000")
+
+
+def test_a_previous_output_set_aside_by_a_killed_run_is_put_back_and_named(official, tmp_path):
+    out = tmp_path / "out"
+    assert run_prepare("--cityscapes", official, "--out", out, "--size", "16").returncode == 0
+    before = _tree(out)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    aside = tmp_path / f".out.replaced-{gone.pid}-0a1b2c3d"
+    out.rename(aside)  # killed between moving the old output aside and renaming its successor in
+    run = run_prepare("--cityscapes", official, "--out", out, "--size", "16")
+    assert run.returncode == 0, run.stderr
+    assert f"put back the previous output that an interrupted run had set aside in {aside.name}" in run.stdout
+    assert "nothing to do" in run.stdout and _tree(out) == before and not aside.exists()
+
+
+def test_an_unreadable_photo_starts_its_own_line_after_the_progress_bar(official, tmp_path):
+    photo = sorted(official.glob("leftImg8bit/val/*/*.png"))[-1]
+    photo.write_bytes(b"")
+    run = run_prepare("--cityscapes", official, "--out", tmp_path / "out", "--size", "16")
+    assert run.returncode == 2
+    assert f"\nerror: {photo}: " in run.stderr  # not glued to the bar's last line
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,7 @@
 """The wire-format reader against hand-encoded bytes and against the protobuf package's own encoder."""
 import numpy as np
 import pytest
+from eval.scorers import protobuf_wire as wire
 
 from eval.scorers.protobuf_wire import (ProtobufError, fields_by_number, iter_fields, packed_array, packed_varints,
                                 signed64, string)
@@ -80,3 +81,96 @@ def test_a_run_of_unpacked_floats_ends_where_another_field_starts():
         fields_with_arrays(bytes([0x2D]) + np.float32(1).tobytes(), {5: "<f8"})
     with pytest.raises(ProtobufError):
         fields_with_arrays(records.tobytes()[:-2], {5: "<f4"})  # the last float is cut short
+
+
+# ------------------------------------------------------------------- bounded reads through the importer's command line
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.graphdef_writer import const, float_tensor, graph_def  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def import_segmenter(*args):
+    return subprocess.run([sys.executable, "-m", "eval.import_segmenter", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_a_tiny_graph_declaring_a_huge_broadcast_constant_is_refused_before_any_allocation(tmp_path):
+    pb = tmp_path / "frozen_inference_graph.pb"
+    pb.write_bytes(graph_def([const("c", float_tensor(np.ones(1), as_float_val=True, shape=(65536, 65536)))]))
+    assert pb.stat().st_size < 100
+    result = import_segmenter("dpc_xception71", pb, "--out", tmp_path / "out.pt")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {pb}: not a TensorFlow GraphDef (constant c declares shape [65536, 65536] (4294967296 values) from "
+        f"1 float_val; more than {wire.MAX_BROADCAST_VALUES} repeated values are not expanded)")
+    assert not (tmp_path / "out.pt").exists()
+
+    from eval.scorers.frozen_graph import read_frozen_graph  # and in bounded memory: no 16 GiB array
+    tracemalloc.start()
+    with pytest.raises(wire.ProtobufError):
+        read_frozen_graph(pb.read_bytes())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ((-3, 2), "constant c has a negative dimension in its shape [-3, 2]"),
+    ((2**32, 2**32), f"constant c of shape [{2**32}, {2**32}] ({2**64} values) holds 16 bytes of tensor_content, "
+                     f"not {4 * 2**64}"),
+])
+def test_graph_dimensions_negative_or_overflowing_are_one_line(tmp_path, shape, problem):
+    pb = tmp_path / "frozen_inference_graph.pb"
+    pb.write_bytes(graph_def([const("c", float_tensor(np.ones(4), shape=shape))]))
+    result = import_segmenter("dpc_xception71", pb, "--out", tmp_path / "out.pt")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {pb}: not a TensorFlow GraphDef ({problem})"
+
+
+def _sparse_tar(path: Path, member: str, size: int) -> Path:
+    """An uncompressed tar whose one member declares ``size`` bytes (a sparse file: no disk used)."""
+    info = tarfile.TarInfo(member)
+    info.size = size
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    with open(path, "wb") as file:
+        file.write(header)
+        file.seek(len(header) + (size + 511) // 512 * 512)
+        file.write(b"\0" * 1024)  # end of archive
+    return path
+
+
+def test_an_archive_member_larger_than_the_cap_is_refused_before_it_is_read(tmp_path):
+    member = "deeplab/frozen_inference_graph.pb"
+    tar = _sparse_tar(tmp_path / "model.tar", member, 2_000_000_000)
+    result = import_segmenter("dpc_xception71", tar, "--out", tmp_path / "out.pt")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {tar}:{member}: 2000000000 bytes, more than the {wire.MAX_MESSAGE_BYTES} "
+                                     f"read (the original scorer files are at most 537 MB)")
+
+    from eval import EvalError
+    from eval.scorers.dpc_xception71 import import_model_zoo
+    tracemalloc.start()
+    with pytest.raises(EvalError, match="more than the"):
+        import_model_zoo(tar)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
+
+
+def test_a_truncated_archive_member_is_one_line(tmp_path):
+    member = "deeplab/frozen_inference_graph.pb"
+    tar = _sparse_tar(tmp_path / "model.tar", member, 1000)
+    with open(tar, "r+b") as file:  # cut inside the member's data
+        file.truncate(512 + 100)
+    result = import_segmenter("dpc_xception71", tar, "--out", tmp_path / "out.pt")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"error: {tar}")

@@ -19,6 +19,7 @@ import train
 from gan.schedule import lr_factor
 from gan.train_options import build_configs, parse_args
 from common.checkpoint import load_checkpoint
+from common.files import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
@@ -814,3 +815,104 @@ def test_disk_and_file_errors_are_one_line(synthetic_root, tmp_path, capsys, mon
     assert train.main(tiny_args(synthetic_root, tmp_path / "bomb")) == 2
     line = one_line(capsys.readouterr().err)
     assert line.startswith(f"error: {synthetic_root / 'train' / '0.jpg'}: image too large to decode")
+
+
+# ----------------------------------------------------------------------------------------- resume validation
+@pytest.fixture(scope="module")
+def saved_run(synthetic_root, tmp_path_factory):
+    """A TRAdam run of 2 steps (its folder is copied by each test)."""
+    ckpt = tmp_path_factory.mktemp("saved_run")
+    assert train.main(tiny_args(synthetic_root, ckpt, "--max-steps", "2")) == 0
+    return ckpt / "tradam_seed0"
+
+
+def _nan_in_weight(state):
+    name = next(iter(state["netG"]))
+    state["netG"][name].view(-1)[0] = float("nan")
+    return f"netG.{name}: holds NaN or infinite values"
+
+
+def _inf_in_buffer(state):
+    name = next(k for k in state["netD"] if k.endswith("running_var"))
+    state["netD"][name].view(-1)[1] = float("inf")
+    return f"netD.{name}: holds NaN or infinite values"
+
+
+def _wider_options(state):
+    state["options"]["ngf"] = 16
+
+
+def _no_options(state):
+    del state["options"]
+
+
+def _step_as_text(state):
+    state["step"] = "four"
+
+
+def _adam_run_with_tradam_state(state):
+    state["options"]["optim"] = state["options"]["optim_d"] = "adam"
+
+
+def _negative_epoch(state):
+    state["epoch"] = -5
+
+
+def _huge_ngf(state):
+    state["options"]["ngf"] = 100_000_000
+
+
+@pytest.mark.parametrize("change, field", [
+    (_nan_in_weight, None),
+    (_inf_in_buffer, None),
+    (_wider_options, "netG.model.model.0.weight: shape (8, 3, 4, 4), but its options (--ngf 16"),
+    (_no_options, "options: missing"),
+    (_step_as_text, "step: expected an integer >= 0, found 'four'"),
+    (_adam_run_with_tradam_state, "optimizer_G: state of tradam, but the run's --optim is adam"),
+    (_negative_epoch, "epoch: expected an integer >= 0, found -5"),
+    (_huge_ngf, "options: --ngf must be <= 1024"),
+])
+def test_resume_refuses_a_checkpoint_whose_contents_are_wrong_before_any_work(saved_run, tmp_path, change, field):
+    run = shutil.copytree(saved_run, tmp_path / "tradam_seed0")
+    latest = run / "latest.pt"
+    state = torch.load(latest, weights_only=True)
+    field = change(state) or field
+    torch.save(state, latest)
+    (run / "latest.pt.sha256").unlink()  # what is checked here is the content
+    before = latest.read_bytes()
+    result = run_cli("--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"error: {latest}: ") and field in line, line
+    assert latest.read_bytes() == before and "step" not in result.stdout
+
+
+def test_resume_refuses_a_checkpoint_changed_on_disk_since_its_save(saved_run, tmp_path):
+    run = shutil.copytree(saved_run, tmp_path / "tradam_seed0")
+    latest = run / "latest.pt"
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a flipped bit inside a tensor: the zip container does not notice
+    latest.write_bytes(bytes(data))
+    assert torch.load(latest, weights_only=True)["step"] == 2  # it still loads
+    result = run_cli("--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--device", "cpu")
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (
+        f"error: {latest}: its SHA-256 differs from the one recorded when it was written ({latest}.sha256); the "
+        f"file changed on disk: resume from an intact copy or start again (if you replaced it on purpose, delete "
+        f"latest.pt.sha256)")
+    state = torch.load(saved_run / "latest.pt", weights_only=True)
+    state["options"]["log_freq"] = 3  # another complete state than the one recorded: a --keep-full copy
+    torch.save(state, run / "full_001.pt")
+    shutil.copyfile(run / "full_001.pt", latest)  # copied over latest.pt by hand, as the README says
+    assert file_sha256(latest) not in (run / "latest.pt.sha256").read_text()
+    assert run_cli("--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--device", "cpu",
+                   "--max-steps", "3").returncode == 0
+
+
+@pytest.mark.parametrize("option, value", [("--ngf", "100000000"), ("--ndf", str(10**12)), ("--crop-size", "65536")])
+def test_sizes_beyond_their_bounds_are_refused_with_the_reason(tmp_path, option, value):
+    result = run_cli("--checkpoints-dir", str(tmp_path), option, value, "--device", "cpu")
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith(f"error: {option} must be <= ") and f"got {value}" in line and "(" in line
+    assert not any(tmp_path.iterdir())

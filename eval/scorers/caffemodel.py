@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from eval.scorers.protobuf_wire import (ProtobufError, bytes_field, fields_by_number, fields_with_arrays,
-                                        iter_fields, packed_varints, signed64, string, unpacked_floats, varint,
-                                        varint_field)
+                                        iter_fields, packed_varints, read_message_file, shape_count, signed64,
+                                        string, unpacked_floats, varint, varint_field)
 
 LAYER, V1_LAYERS = 100, 2
 # V1LayerParameter.LayerType numbers of the layer types that hold weights (and of the weightless ReLU and
@@ -56,10 +56,12 @@ def read_blob(payload: memoryview) -> np.ndarray:
             shape += [signed64(v) for v in packed_varints(dim)] if isinstance(dim, memoryview) else [signed64(dim)]
     else:
         shape = [fields.get(number, [0])[-1] for number in (1, 2, 3, 4)]  # num, channels, height, width
-    if any(d < 0 for d in shape):
-        raise CaffeModelError(f"blob has a negative dimension {tuple(shape)}")
+    try:
+        count = shape_count(shape, "blob")  # exact: 2^32 x 2^32 does not wrap around to 0
+    except ProtobufError as exc:
+        raise CaffeModelError(str(exc)) from None
     data = values[5] if 5 in values else values.get(8, np.zeros(0, np.float64))
-    if data.size != int(np.prod(shape, dtype=np.int64)):
+    if data.size != count:
         raise CaffeModelError(f"blob of shape {tuple(shape)} holds {data.size} values")
     return data.astype(np.float32, copy=False).reshape(shape)
 
@@ -112,9 +114,10 @@ def read_caffemodel(path: str | Path) -> tuple[dict[str, CaffeLayer], bytearray]
     weights.
     """
     path = Path(path)
-    data = bytearray(path.stat().st_size)
-    with open(path, "rb") as f:
-        f.readinto(data)
+    try:
+        data = read_message_file(path, "the file")  # its size checked before anything is allocated
+    except ProtobufError as exc:
+        raise CaffeModelError(str(exc).replace("the file: ", "", 1)) from None
     if _looks_like_text(bytes(data[:256])):
         raise CaffeModelError("not a caffemodel: a text file (a prototxt?), expected the binary weights")
     layers = read_layers(memoryview(data))

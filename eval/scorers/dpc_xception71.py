@@ -46,7 +46,7 @@ from data.cityscapes import CLASS_NAMES, NUM_CLASSES
 from eval import EvalError
 from eval.scorers.base import Segmenter, to_uint8
 from eval.scorers.frozen_graph import FrozenGraph, read_frozen_graph
-from eval.scorers.protobuf_wire import ProtobufError
+from eval.scorers.protobuf_wire import ProtobufError, read_message_file, read_message_member
 
 ARCH = "dpc_xception71"
 GRAPH_FILE = "frozen_inference_graph.pb"
@@ -341,17 +341,26 @@ def _graph_bytes(source: Path) -> tuple[bytes, str]:
         found = sorted(source.rglob(GRAPH_FILE))
         if len(found) != 1:
             raise EvalError(f"{source}: expected one {GRAPH_FILE} in the folder, found {len(found)}")
-        return found[0].read_bytes(), str(found[0])
+        return _bounded(read_message_file, found[0]), str(found[0])
     if source.name.endswith(".pb"):
-        return source.read_bytes(), str(source)
+        return _bounded(read_message_file, source), str(source)
     try:
         with tarfile.open(source) as tar:
             members = [m for m in tar.getmembers() if m.isfile() and Path(m.name).name == GRAPH_FILE]
             if len(members) != 1:
                 raise EvalError(f"{source}: expected one {GRAPH_FILE} in the archive, found {len(members)}")
-            return tar.extractfile(members[0]).read(), f"{source}:{members[0].name}"
+            where = f"{source}:{members[0].name}"
+            return _bounded(read_message_member, tar.extractfile(members[0]), members[0].size, where), where
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise EvalError(f"{source}: not the model-zoo tarball, its folder or a {GRAPH_FILE} ({exc})") from None
+
+
+def _bounded(read, *args):
+    """``read(*args)`` (a size-checked read of eval.scorers.protobuf_wire) with its refusal as an EvalError."""
+    try:
+        return read(*args)
+    except ProtobufError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def _output_stride(graph: FrozenGraph, where: str) -> int:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.scorers.protobuf_wire import ProtobufError, fields_by_number, signed64, string
+from eval.scorers.protobuf_wire import (MAX_BROADCAST_VALUES, ProtobufError, fields_by_number, shape_count,
+                                        signed64, string)
 
 DT_FLOAT = 1
 DEEPLAB_LOGITS = "logits/semantic/BiasAdd"   # the node of DeepLab's exported graphs whose shape tells the crop
@@ -32,27 +33,39 @@ def _tensor_shape(payload) -> list[int]:
     return [signed64(fields_by_number(dim).get(1, [0])[0]) for dim in fields_by_number(payload).get(2, [])]
 
 
-def _float_tensor(payload) -> np.ndarray | None:
+def _float_tensor(payload, name: str = "?") -> np.ndarray | None:
     """A TensorProto's values as float32 [shape], or None if it does not hold floats.
 
     TensorProto: dtype = 1, tensor_shape = 2, tensor_content = 4 (raw little-endian bytes), float_val = 5
-    (packed or not; fewer values than the shape repeat the last one, none means zeros).
+    (packed or not; fewer values than the shape repeat the last one, none means zeros). Every dimension is
+    checked, and the declared size against the bytes present before anything is allocated; a constant
+    that repeats its values is expanded to at most MAX_BROADCAST_VALUES values.
     """
     fields = fields_by_number(payload)
     if fields.get(1, [0])[0] != DT_FLOAT:
         return None
     shape = _tensor_shape(fields[2][0]) if 2 in fields else []
-    count = int(np.prod(shape)) if shape else 1
+    what = f"constant {name}"
+    count = shape_count(shape, what)
     if 4 in fields:
-        values = np.frombuffer(fields[4][0], dtype="<f4")
+        content = fields[4][0]
+        if len(content) != 4 * count:
+            raise ProtobufError(f"{what} of shape {shape} ({count} values) holds {len(content)} bytes of "
+                                f"tensor_content, not {4 * count}")
+        values = np.frombuffer(content, dtype="<f4")
     else:
-        values = np.frombuffer(b"".join(bytes(v) for v in fields.get(5, [])), dtype="<f4")
+        parts = fields.get(5, [])
+        present = sum(len(v) if isinstance(v, memoryview) else 0 for v in parts) // 4
+        if count > max(present, MAX_BROADCAST_VALUES):
+            raise ProtobufError(f"{what} declares shape {shape} ({count} values) from {present} float_val; more "
+                                f"than {MAX_BROADCAST_VALUES} repeated values are not expanded")
+        values = np.frombuffer(b"".join(bytes(v) for v in parts), dtype="<f4")
         if 0 < len(values) < count:
             values = np.concatenate([values, np.full(count - len(values), values[-1], "<f4")])
         elif len(values) == 0:
             values = np.zeros(count, "<f4")
     if len(values) != count:
-        raise ProtobufError(f"tensor of shape {shape} holds {len(values)} values")
+        raise ProtobufError(f"{what} of shape {shape} holds {len(values)} values")
     return values.reshape(shape)
 
 
@@ -71,7 +84,7 @@ def read_frozen_graph(data: bytes, output_node: str = DEEPLAB_LOGITS) -> FrozenG
             entry = fields_by_number(entry)
             key, value = string(entry.get(1, [b""])[0]), fields_by_number(entry.get(2, [b""])[0])
             if op == "Const" and key == "value" and 8 in value:
-                tensor = _float_tensor(value[8][0])
+                tensor = _float_tensor(value[8][0], name)
                 if tensor is not None:
                     constants[name] = tensor
             elif key == "_output_shapes" and 1 in value:

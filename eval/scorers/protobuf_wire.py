@@ -14,15 +14,63 @@ nothing is copied until the caller turns them into an array.
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Iterator
 
 import numpy as np
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+# The largest protobuf file (or archive member) read: twice the largest original scorer file (pix2pix's FCN-8s
+# caffemodel, 537 MB; DeepLab's DPC graph is 445 MB). It is checked before anything is allocated.
+MAX_MESSAGE_BYTES = 1 << 30
+# The most values a tensor declared with fewer values than its shape (a broadcast constant) may expand to:
+# 64 MiB of floats. TensorFlow's freezer writes such constants only for small fills.
+MAX_BROADCAST_VALUES = 1 << 24
 
 
 class ProtobufError(ValueError):
     """Bytes that are not a well-formed protobuf message (the message says where)."""
+
+
+def check_message_size(size: int, where: str) -> None:
+    """Raise ProtobufError when a file or archive member of ``size`` bytes is larger than any scorer file."""
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtobufError(f"{where}: {size} bytes, more than the {MAX_MESSAGE_BYTES} read (the original scorer "
+                            f"files are at most 537 MB)")
+
+
+def read_message_file(path, where: str | None = None) -> bytearray:
+    """The bytes of the file at ``path``, its size checked (:func:`check_message_size`) before reading."""
+    where = where or str(path)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        check_message_size(size, where)
+        data = bytearray(size)
+        if file.readinto(data) != size:
+            raise ProtobufError(f"{where}: the file changed while it was read")
+    return data
+
+
+def read_message_member(file, size: int, where: str) -> bytearray:
+    """``size`` bytes (checked first) from the open archive member ``file``, read in 16 MiB blocks."""
+    check_message_size(size, where)
+    data = bytearray(size)
+    view, pos = memoryview(data), 0
+    while pos < size:
+        count = file.readinto(view[pos:pos + (16 << 20)])
+        if not count:
+            raise ProtobufError(f"{where}: {pos} bytes of the {size} its header declares")
+        pos += count
+    return data
+
+
+def shape_count(shape: list[int], what: str = "tensor") -> int:
+    """The number of values of ``shape``, every dimension checked: >= 0, and a product computed exactly
+    (Python integers: 2^32 x 2^32 does not wrap around). Raises ProtobufError."""
+    if any(d < 0 for d in shape):
+        raise ProtobufError(f"{what} has a negative dimension in its shape {list(shape)}")
+    return math.prod(shape)
 
 
 def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
