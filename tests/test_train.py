@@ -545,7 +545,7 @@ def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_forma
     """epoch_<NNN>.pt: G and D with their configs, no optimizer or RNG state; --keep-full 1: the newest
     complete state as full_<NNN>.pt, resumable. What evaluation and the study's learning curves read
     (gan.networks.load_generator, eval.study.epoch_checkpoints) takes these and the former full epoch files."""
-    from eval.study import epoch_checkpoints, steps_per_epoch
+    from eval.study import epoch_checkpoints, run_length
     from gan.networks import load_generator
     run = tmp_path / "tradam_seed0"
     assert train.main(tiny_args(synthetic_root, tmp_path, "--n-epochs", "2", "--n-epochs-decay", "1",
@@ -566,7 +566,7 @@ def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_forma
 
     # a former full epoch file (the whole latest.pt) beside the new ones: every one loads the same way
     shutil.copy(run / "full_002.pt", run / "epoch_002.pt")
-    assert [e for e, _ in epoch_checkpoints(run)] == [1, 2, 3] and steps_per_epoch(run) == 4
+    assert [e for e, _ in epoch_checkpoints(run)] == [1, 2, 3] and run_length(run)[1] == 4
     for epoch, path in epoch_checkpoints(run):
         generator = load_generator(path)
         expected = load_checkpoint(path)["netG"]
