@@ -178,6 +178,9 @@ def check_before_generating(sources, evalsets: dict, given_size: int | None) -> 
         if evalset.protocol != "fullres":
             for i in range(len(evalset)):
                 evalset.label(i)  # data.aligned checks the values of each trainId map it reads
+        else:  # full-size labelIds: any id maps to a trainId or ignore; the file's header is what can be wrong
+            for path in evalset.full_label_paths.values():
+                check_label_ids_header(path)
     for source in sources:
         if source.checkpoint is None:
             continue
@@ -187,6 +190,18 @@ def check_before_generating(sources, evalsets: dict, given_size: int | None) -> 
         except ValueError as error:
             where = f"--size {given_size}" if given_size else f"{evalset.dataroot}: its {evalset.size}-pixel images"
             raise EvalError(f"{where}: {error} ({source.checkpoint})") from None
+
+
+def check_label_ids_header(path: Path) -> None:
+    """EvalError naming ``path`` unless it is a readable single-channel image (a gtFine labelIds PNG)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except (OSError, ValueError) as error:
+        raise EvalError(f"{path}: not a readable labelIds image ({error})") from None
+    if mode not in ("L", "P", "I", "I;16"):
+        raise EvalError(f"{path}: expected a single-channel labelIds image, got mode {mode}")
 
 
 def generator_name(source) -> str:

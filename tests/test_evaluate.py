@@ -563,3 +563,17 @@ def test_a_run_an_interrupted_overwrite_set_aside_is_named(evaluated, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (f"{checkpoints / 'adam_seed1'}: a previous version set aside by an interrupted command is in {hidden}; "
             f"the next command that writes adam_seed1 puts it back") in result.stdout
+
+
+def test_a_full_size_label_map_of_the_wrong_kind_is_refused_before_generating(evaluated, tmp_path):
+    """--protocol fullres reads gtFine labelIds only after generating: their headers are checked first."""
+    data = shutil.copytree(evaluated["root"].parent, tmp_path / "data")
+    label_path = sorted((data / "cityscapes" / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))[0]
+    Image.new("RGB", Image.open(label_path).size).save(label_path)
+    run = evaluated["checkpoints"] / "adam_seed0" / "latest.pt"
+    result = _evaluate_cli("--generator", run, "--dataroot", data / "pix2pix", "--checkpoints-dir",
+                           evaluated["checkpoints"], "--segmenters", "fcn8s", "--protocol", "fullres",
+                           "--device", "cpu", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {label_path}: expected a single-channel labelIds image, got mode RGB"
+    assert "generating" not in result.stdout and not (tmp_path / "out").exists()
