@@ -255,3 +255,21 @@ def test_former_checkpoints_spelling_and_device_names(tmp_path, capsys):
     assert study.main(["--device", "tpu", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == "error: --device tpu: expected auto, cpu, cuda or cuda:N\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_a_truncated_run_stops_the_study_with_one_line(synthetic_root, tmp_path):
+    """A run whose latest.pt was cut short: the study says so in one line naming the file, exit 2, and
+    starts no run."""
+    runs = tmp_path / "runs"
+    run = runs / "adam_seed0"
+    run.mkdir(parents=True)
+    (run / "latest.pt").write_bytes(b"PK\x03\x04 cut short")
+    result = subprocess.run([sys.executable, "-m", "eval.study", *QUICK, "--arms", "adam", "tradam", "--jobs", "1",
+                             "--dataroot", str(synthetic_root), "--checkpoints-dir", str(runs),
+                             "--out", str(tmp_path / "report")],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run / 'latest.pt'}: cannot be read as a checkpoint")
+    assert not (runs / "adam_seed1").exists() and not (runs / "tradam_seed0").exists() and not (tmp_path / "report" / "study.md").exists()
