@@ -5,6 +5,7 @@ PNG and :func:`from_uint8` back.
 """
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -13,6 +14,14 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imported_entries(trained_on: str, file_name: str, data: bytes, file_format: str) -> dict:
+    """The metadata entries an imported original's segmenter file shares with the others: no resizing
+    inside predict (the net runs at the image's size), no training here, and the file it came from."""
+    return {"train_resolution": None, "trained_on": {"name": trained_on}, "val_scores": None, "training": {},
+            "source": {"file": file_name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                       "format": file_format}}
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,6 @@ fcn8s_caffe fcn-8s-cityscapes.caffemodel --out OUT.pt`` saves it.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from data.cityscapes import CLASS_NAMES
 from eval import EvalError
-from eval.scorers.base import Segmenter
+from eval.scorers.base import Segmenter, imported_entries
 from eval.scorers.caffemodel import CaffeModelError, read_caffemodel
 
 ARCH = "fcn8s_caffe"
@@ -232,10 +231,6 @@ def caffe_metadata(model, source: Path, data: bytes | bytearray) -> dict:
         "normalization": {"input_range": [-1.0, 1.0], "mean_bgr_0_255": list(MEAN_BGR),
                           "note": "as pix2pix's eval_cityscapes: x in [-1,1] -> (x+1)*127.5 (0-255), "
                                   "RGB -> BGR, minus the BGR mean"},
-        "train_resolution": None,  # no resizing inside predict: the net runs at the image's size
-        "trained_on": {"name": "Cityscapes (pix2pix authors' FCN-8s)"},
-        "val_scores": None,
-        "training": {},
-        "source": {"file": source.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                   "format": "Caffe caffemodel (NetParameter)"},
+        **imported_entries("Cityscapes (pix2pix authors' FCN-8s)", source.name, data,
+                           "Caffe caffemodel (NetParameter)"),
     }

@@ -22,7 +22,6 @@ eval.import_segmenter drn_d_105 drn-d-105_ms_cityscapes.pth --out OUT.pt`` saves
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from torch import nn
 
 from data.cityscapes import CLASS_NAMES
 from eval import EvalError
-from eval.scorers.base import Segmenter
+from eval.scorers.base import Segmenter, imported_entries
 
 ARCH = "drn_d_105"
 FILE_NAME = "drn-d-105_ms_cityscapes.pth"
@@ -219,10 +218,6 @@ def drn_metadata(model: Segmenter, source: Path, data: bytes) -> dict:
         "class_names": list(CLASS_NAMES),
         "normalization": {"input_range": [-1.0, 1.0], "mean": list(MEAN), "std": list(STD),
                           "note": "x in [-1,1] -> ((x+1)/2 - mean) / std, RGB (DRN's Cityscapes statistics)"},
-        "train_resolution": None,  # no resizing inside predict: the net runs at the image's size
-        "trained_on": {"name": "Cityscapes (fyu/drn's DRN-D-105)"},
-        "val_scores": None,
-        "training": {},
-        "source": {"file": source.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                   "format": "PyTorch state_dict of fyu/drn DRNSeg('drn_d_105', 19)"},
+        **imported_entries("Cityscapes (fyu/drn's DRN-D-105)", source.name, data,
+                           "PyTorch state_dict of fyu/drn DRNSeg('drn_d_105', 19)"),
     }
