@@ -14,7 +14,8 @@ a row per optimizer (mean +- sample standard deviation over its runs) plus the g
 real photos). With DRN-D-105 imported (``python -m eval.import_segmenter drn_d_105``) also its mIoU table,
 under GAN Compression's protocol by default (``--drn-protocol``); with ``--fid`` / ``--kid`` the FID/KID
 table of torch-fidelity's InceptionV3 (``--inception-weights PATH`` on offline machines), its floor row
-the real training photos against the real val photos. ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
+the real training photos against the real val photos (``--inception-cache DIR`` keeps the features of
+every image set for the next evaluation; ``--fidelity-only`` computes nothing else). ``--generator PATH`` scores given generator checkpoints instead (ours or the reference
 trainer's ``latest_net_G.pth``), ``--images DIR`` folders of generated ``<frame>.png`` images.
 
 Written to ``--out`` (default ``results/``): ``results.md`` (the tables), ``results.json`` (every score,
@@ -83,6 +84,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
                         help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth for --fid/--kid; None: "
                              "its torch hub cache, else a download there (skipped with one line when offline)")
+    parser.add_argument("--inception-cache", default=None, metavar="DIR",
+                        help="keep each image set's Inception features in DIR and reuse them when the same set is "
+                             "scored again with the same weights and settings (keyed by its pixels); None: no cache")
+    parser.add_argument("--fidelity-only", action="store_true",
+                        help="with --fid/--kid: compute only FID/KID (no segmenter is loaded, no FCN-score table)")
     parser.add_argument("--kid-subset-size", type=int, default=100,
                         help="images per KID subset (every image set must hold this many)")
     parser.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")
@@ -120,6 +126,11 @@ def validate(args) -> None:
             raise EvalError(f"{flag(name)} must be >= 1, got {value}")
     if args.kid_subset_size < 2:
         raise EvalError(f"--kid-subset-size must be >= 2 (KID's unbiased estimate), got {args.kid_subset_size}")
+    if args.fidelity_only and not (args.fid or args.kid):
+        raise EvalError("--fidelity-only needs --fid or --kid")
+    if args.inception_cache is not None and Path(args.inception_cache).exists() \
+            and not Path(args.inception_cache).is_dir():
+        raise EvalError(f"--inception-cache {args.inception_cache}: exists and is not a folder")
     if args.inception_weights is not None and not Path(args.inception_weights).is_file():
         raise EvalError(f"--inception-weights {args.inception_weights}: file not found")
     if args.size is not None and args.size > MAX_SIZE:
@@ -139,12 +150,14 @@ def evaluate(args) -> Path:
         print(note, flush=True)
     sources = given_sources(args) if (args.generator or args.images) else find_runs(checkpoints, args.runs)
     check_apart({"--out": out}, evaluation_inputs(sources, args))  # the output rule (common.outputs)
-    segmenters = load_segmenters(args, checkpoints, device)
+    segmenters = [] if args.fidelity_only else load_segmenters(args, checkpoints, device)
     evalsets = open_eval_sets(sources, args.protocol, args.size, args.max_val_frames)
     check_before_generating(sources, evalsets, args.size)
     if any(arch == DRN_ARCH for arch, *_ in segmenters):  # its labels' layout, checked before any work
         drn_eval_sets(evalsets, args.drn_protocol)
     inception = prepare_fidelity(args, sources, evalsets, device)
+    if args.fidelity_only and inception is None:
+        raise EvalError("--fidelity-only: nothing to compute without torch-fidelity's InceptionV3 weights")
     generate_all(sources, evalsets, out, args, device, args.amp)
     report = {"protocol": args.protocol, "histogram": "fast_hist" if args.fast_hist else "ours",
               "generation": "eval" if args.eval_mode else "test", "seed": args.seed,
@@ -160,7 +173,8 @@ def evaluate(args) -> Path:
 def evaluation_inputs(sources, args) -> dict[Path, str]:
     """What evaluate.py reads, for the output rule: datasets, generator files and run folders, image folders,
     segmenters."""
-    inputs = {Path(args.segmenter_dir or Path(args.checkpoints_dir) / "segmenters"): "--segmenter-dir"}
+    inputs = {} if args.fidelity_only else {
+        Path(args.segmenter_dir or Path(args.checkpoints_dir) / "segmenters"): "--segmenter-dir"}
     for source in sources:
         inputs[source.dataroot] = "--dataroot"
         if source.checkpoint is not None:  # a generator file, or a run's folder

@@ -6,13 +6,16 @@ both metrics; this module only feeds it our images and explains what goes wrong 
 * :func:`find_inception_weights` - the weights file: ``--inception-weights PATH``, else torch-fidelity's
   own file in the torch hub cache (``$TORCH_HOME/hub/checkpoints``), else downloaded there from its
   release page; ``None`` and the reason when none of these works (an offline machine);
-* :class:`InceptionFeatures` - the 2048-dimensional pool features of uint8 images [N, 3, H, W];
+* :class:`InceptionFeatures` - the 2048-dimensional pool features of uint8 images [N, 3, H, W],
+  optionally kept in a :class:`FeatureCache` folder so that a set computed once (by another job, or an
+  earlier evaluation) is read back instead of recomputed;
 * :func:`fid` - the Fréchet distance of two feature sets (torch-fidelity's);
 * :func:`kid` - the kernel inception distance (unbiased MMD², polynomial kernel of degree 3,
   gamma 1 / 2048, coef 1) averaged over random subsets, with its standard deviation over them.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.request
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from common.files import write_atomic
+from common.files import file_sha256, write_atomic
 from eval import EvalError
 
 WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -71,13 +74,50 @@ def skip_line(reason: str) -> str:
             f"{WEIGHTS_URL} once and pass --inception-weights PATH (or put it at {cached_weights_path()})")
 
 
+class FeatureCache:
+    """Feature sets on disk, ``<folder>/<key>.npy``, one per image set.
+
+    The key is a SHA-256 of everything the features depend on: the weights file's contents, the layer,
+    the device type, the batch size, the thread count, the torch version and the exact pixels (and shape)
+    of every image in order. So a hit is the same computation's result, and any change is a miss. A file
+    that does not hold [N, 2048] float64 for the N images asked for is ignored and rewritten."""
+
+    def __init__(self, folder: str | os.PathLike, weights: str | os.PathLike):
+        self.folder = Path(folder)
+        self.weights_sha256 = file_sha256(weights)
+
+    def key(self, images: list[torch.Tensor], device: torch.device, batch_size: int) -> str:
+        digest = hashlib.sha256(f"{self.weights_sha256} {FEATURE_LAYER} {device.type} {batch_size} "
+                                f"{torch.get_num_threads()} {torch.__version__}".encode())
+        for image in images:
+            pixels = image.contiguous().numpy()
+            digest.update(f"{pixels.dtype} {tuple(pixels.shape)}".encode())
+            digest.update(pixels.tobytes())
+        return digest.hexdigest()
+
+    def load(self, key: str, count: int) -> np.ndarray | None:
+        """The stored features of ``key`` when they are there and whole, else None."""
+        path = self.folder / f"{key}.npy"
+        try:
+            features = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        ok = features.dtype == np.float64 and features.shape == (count, 2048) and np.isfinite(features).all()
+        return features if ok else None
+
+    def store(self, key: str, features: np.ndarray) -> None:
+        write_atomic(self.folder / f"{key}.npy", lambda file: np.save(file, features, allow_pickle=False))
+
+
 class InceptionFeatures:
     """torch-fidelity's InceptionV3 (``inception-v3-compat``) giving the 2048 pool features.
 
     The file is first read with ``torch.load(weights_only=True)`` and must hold exactly that network's
-    tensors: anything else is one-line EvalError naming it."""
+    tensors: anything else is one-line EvalError naming it. With ``cache`` (a folder) each image set's
+    features are looked up in a :class:`FeatureCache` there first, and stored after computing."""
 
-    def __init__(self, weights: str | os.PathLike, device: torch.device | str = "cpu", batch_size: int = 32):
+    def __init__(self, weights: str | os.PathLike, device: torch.device | str = "cpu", batch_size: int = 32,
+                 cache: str | os.PathLike | None = None):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         weights = Path(weights)
@@ -99,10 +139,28 @@ class InceptionFeatures:
         self.device = torch.device(device)
         self.net = self.net.to(self.device)
         self.batch_size = batch_size
+        self.cache = None if cache is None else FeatureCache(cache, weights)
+        self.cache_hits = 0
+
+    def __call__(self, images: Iterable[torch.Tensor], bar=None) -> np.ndarray:
+        """Features [N, 2048] (float64) of uint8 images [3, H, W], in order (from the cache when it has them)."""
+        if self.cache is None:
+            return self.compute(images, bar)
+        images = list(images)
+        key = self.cache.key(images, self.device, self.batch_size)
+        features = self.cache.load(key, len(images))
+        if features is not None:
+            self.cache_hits += 1
+            if bar is not None:
+                bar.update(len(images))
+            return features
+        features = self.compute(images, bar)
+        self.cache.store(key, features)
+        return features
 
     @torch.no_grad()
-    def __call__(self, images: Iterable[torch.Tensor], bar=None) -> np.ndarray:
-        """Features [N, 2048] (float64) of uint8 images [3, H, W], in order."""
+    def compute(self, images: Iterable[torch.Tensor], bar=None) -> np.ndarray:
+        """Features [N, 2048] (float64) of uint8 images [3, H, W], in order, by the network."""
         features, batch = [], []
 
         def flush():

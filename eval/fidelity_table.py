@@ -52,7 +52,7 @@ def prepare_fidelity(args, sources: list[ImageSource], evalsets: dict[Path, Eval
         for root, evalset in evalsets.items():
             check_kid_size(len(evalset), args.kid_subset_size, f"{root} (val photos)")
             check_kid_size(len(train_photos(evalset)[0]), args.kid_subset_size, f"{root} (train photos)")
-    return InceptionFeatures(weights, device, args.batch_size), origin
+    return InceptionFeatures(weights, device, args.batch_size, args.inception_cache), origin
 
 
 def distances(features, real, args) -> dict:
@@ -90,6 +90,9 @@ def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets:
         bar.close()
         image_sets.append({"label": source.label, "method": source.method, "seed": source.seed,
                            "dataroot": str(root), "scores": distances(features, real[root], args)})
+    if extractor.cache is not None:
+        print(f"Inception features: {extractor.cache_hits} of {2 * len(evalsets) + len(sources)} image sets read "
+              f"from the cache {extractor.cache.folder}", flush=True)
     keys = [key for key, _ in COLUMNS if key in (image_sets or floor)[0]["scores"]]
     rows = []
     for method in method_order([s["method"] for s in image_sets]):

@@ -471,6 +471,29 @@ def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated
     assert f"| Adam (2 runs) | {rows['Adam']['fid']['mean']:.2f} ± {rows['Adam']['fid']['std']:.2f} |" in stdout
 
 
+def test_fidelity_only_jobs_fill_a_cache_the_full_evaluation_reads_back(evaluated, tmp_path, monkeypatch, capsys):
+    from eval import fidelity
+    from tests.inception_writer import write_random_inception
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
+    weights, cache = write_random_inception(tmp_path / "random-inception.pth"), tmp_path / "cache"
+    base = ["--checkpoints-dir", str(evaluated["checkpoints"]), "--fid", "--kid", "--inception-weights", str(weights),
+            "--kid-subset-size", "2", "--kid-subsets", "4", "--max-val-frames", "2", "--device", "cpu"]
+    assert evaluate.main(base + ["--runs", "adam_seed0", "--fidelity-only", "--inception-cache", str(cache),
+                                 "--out", str(tmp_path / "only")]) == 0
+    only = json.loads((tmp_path / "only" / "results.json").read_text())
+    assert only["segmenters"] == [] and [s["label"] for s in only["fidelity"]["image_sets"]] == ["adam_seed0"]
+    assert len(list(cache.iterdir())) == 3  # real val photos, the floor's train photos, adam_seed0's images
+    capsys.readouterr()
+    assert evaluate.main(base + ["--segmenters", "fcn8s", "--inception-cache", str(cache),
+                                 "--out", str(tmp_path / "cached")]) == 0
+    assert f"Inception features: 3 of 5 image sets read from the cache {cache}" in capsys.readouterr().out
+    assert evaluate.main(base + ["--segmenters", "fcn8s", "--out", str(tmp_path / "plain")]) == 0
+    cached, plain = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("cached", "plain"))
+    assert cached["fidelity"] == plain["fidelity"]  # every value the same, to the last bit
+    assert [e["rows"] for e in cached["segmenters"]] == [e["rows"] for e in plain["segmenters"]]
+
+
 def test_fid_kid_skipped_with_one_line_where_the_weights_cannot_be_had(evaluated, tmp_path, monkeypatch, capsys):
     from eval import fidelity
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
@@ -495,6 +518,10 @@ def test_fid_kid_bad_input_is_one_line_before_any_generation(evaluated, tmp_path
     monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
     base = ["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
             "--out", str(tmp_path / "out")]
+    assert "--fidelity-only needs --fid or --kid" in _error(base + ["--fidelity-only"], capsys)
+    (tmp_path / "a_file").write_text("x")
+    err = _error(base + ["--fid", "--inception-cache", str(tmp_path / "a_file")], capsys)
+    assert f"--inception-cache {tmp_path / 'a_file'}: exists and is not a folder" in err
     err = _error(base + ["--fid", "--inception-weights", str(tmp_path / "missing.pth")], capsys)
     assert f"--inception-weights {tmp_path / 'missing.pth'}: file not found" in err
     other = tmp_path / "resnet18.pth"

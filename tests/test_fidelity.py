@@ -30,10 +30,10 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def features(weights):
-    """Inception features of two sets of random uint8 images (different brightness), 24 and 22 images."""
+    """Inception features of two sets of random uint8 images (different brightness), 12 and 11 images."""
     g = torch.Generator().manual_seed(1)
-    dark = torch.randint(0, 160, (24, 3, 32, 32), generator=g, dtype=torch.uint8)
-    bright = torch.randint(90, 256, (22, 3, 32, 32), generator=g, dtype=torch.uint8)
+    dark = torch.randint(0, 160, (12, 3, 32, 32), generator=g, dtype=torch.uint8)
+    bright = torch.randint(90, 256, (11, 3, 32, 32), generator=g, dtype=torch.uint8)
     extract = fidelity.InceptionFeatures(weights, "cpu", batch_size=16)
     return extract(iter(dark)), extract(iter(bright))
 
@@ -64,7 +64,7 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_features_are_2048_wide_and_depend_on_the_images(features):
     dark, bright = features
-    assert dark.shape == (24, 2048) and bright.shape == (22, 2048)
+    assert dark.shape == (12, 2048) and bright.shape == (11, 2048)
     assert np.isfinite(dark).all() and not np.allclose(dark.mean(0), bright.mean(0))
 
 
@@ -77,23 +77,53 @@ def test_fid_equals_scipy_sqrtm_frechet_distance(features):
 
 def test_kid_equals_unbiased_polynomial_mmd_over_the_same_subsets(features):
     dark, bright = features
-    out = fidelity.kid(dark, bright, subsets=7, subset_size=15, seed=5)
+    out = fidelity.kid(dark, bright, subsets=7, subset_size=8, seed=5)
     rng = np.random.RandomState(5)  # the subsets torch-fidelity draws for this seed, in its order
     values = []
     for _ in range(7):
-        x = dark[rng.choice(len(dark), 15, replace=False)]
-        y = bright[rng.choice(len(bright), 15, replace=False)]
+        x = dark[rng.choice(len(dark), 8, replace=False)]
+        y = bright[rng.choice(len(bright), 8, replace=False)]
         values.append(mmd2_unbiased(x, y))
     assert out["kid"] == pytest.approx(np.mean(values), rel=1e-6)
     assert out["kid_subset_std"] == pytest.approx(np.std(values), rel=1e-6)
-    whole = fidelity.kid(dark[:22], bright, subsets=1, subset_size=22)  # one subset: every image
-    assert whole["kid"] == pytest.approx(mmd2_unbiased(dark[:22], bright), rel=1e-6)
+    whole = fidelity.kid(dark[:11], bright, subsets=1, subset_size=11)  # one subset: every image
+    assert whole["kid"] == pytest.approx(mmd2_unbiased(dark[:11], bright), rel=1e-6)
+
+
+def test_a_cached_set_is_read_back_and_any_change_is_a_miss(weights, features, tmp_path):
+    g = torch.Generator().manual_seed(1)  # the "dark" set of the features fixture, made again
+    dark = list(torch.randint(0, 160, (12, 3, 32, 32), generator=g, dtype=torch.uint8))
+    extract = fidelity.InceptionFeatures(weights, "cpu", batch_size=16, cache=tmp_path / "cache")
+    first = extract(iter(dark))
+    np.testing.assert_array_equal(first, features[0])  # the cache changes nothing about the values
+    stored = list((tmp_path / "cache").iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".npy" and extract.cache_hits == 0
+
+    def no_network(images, bar=None):
+        raise AssertionError("computed again")
+    extract.compute = no_network
+    np.testing.assert_array_equal(extract(iter(dark)), first)  # a hit: the network is not run
+    assert extract.cache_hits == 1
+    computed = []
+    extract.compute = lambda images, bar=None: computed.append(len(list(images))) or np.zeros((12, 2048))
+    changed = [image.clone() for image in dark]
+    changed[7][1, 3, 5] += 1  # one value of one pixel
+    extract(iter(changed))
+    assert computed == [12] and len(list((tmp_path / "cache").iterdir())) == 2
+    stored[0].write_bytes(stored[0].read_bytes()[:1000])  # a cut file is a miss, then rewritten
+    extract(iter(dark))
+    assert computed == [12, 12] and np.load(stored[0]).shape == (12, 2048)
+    other_batch = fidelity.InceptionFeatures(weights, "cpu", batch_size=8, cache=tmp_path / "cache")
+    assert other_batch.cache.key(dark, other_batch.device, 8) != extract.cache.key(dark, extract.device, 16)
+    other_weights = write_random_inception(tmp_path / "other.pth", seed=1)
+    assert fidelity.FeatureCache(tmp_path / "cache", other_weights).key(dark, extract.device, 16) != \
+        extract.cache.key(dark, extract.device, 16)
 
 
 def test_too_few_images_for_a_kid_subset_is_one_line(features):
     dark, bright = features
-    with pytest.raises(EvalError, match=r"22 images, fewer than the KID subset size 23; pass --kid-subset-size 22"):
-        fidelity.kid(dark, bright, subsets=2, subset_size=23)
+    with pytest.raises(EvalError, match=r"11 images, fewer than the KID subset size 12; pass --kid-subset-size 11"):
+        fidelity.kid(dark, bright, subsets=2, subset_size=12)
 
 
 def test_missing_file_and_another_network_are_one_line_errors(tmp_path):
