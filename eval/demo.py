@@ -7,8 +7,9 @@ Four independent jobs (:mod:`common.jobs`), ``--jobs`` at once with ``--threads`
 ``python -m eval.train_segmenter --preset demo --arch fcn8s|deeplabv3plus_xception71`` into
 ``checkpoints/segmenters/demo/``; then ``evaluate.py`` on the two runs into ``results/demo/``, whose tables
 are printed, with FID/KID where torch-fidelity's InceptionV3 file can be had (``--inception-weights``, its
-cache or a download; else one line says they were skipped). Finished runs and scorers are reused, unfinished ones resumed; logs go to
-``checkpoints/logs/demo/``. SIGINT/SIGTERM are passed on to the running jobs (they save; exit 130/143).
+cache or a download; else one line says they were skipped). The Inception features are computed by one
+``evaluate.py --fidelity-only`` job per run beside the others and kept in ``checkpoints/.features/``.
+Finished runs and scorers are reused, unfinished ones resumed; logs go to ``checkpoints/logs/demo/``. SIGINT/SIGTERM are passed on to the running jobs (they save; exit 130/143).
 """
 from __future__ import annotations
 
@@ -21,32 +22,46 @@ from common.jobs import Job, check_jobs_and_threads, default_jobs, log_name, run
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ("adam", "tradam")
-SCORERS = ("fcn8s", "deeplabv3plus_xception71")
+SCORERS = ("deeplabv3plus_xception71", "fcn8s")
 KID_SUBSET_SIZE = 25  # of the built-in city's 50 validation frames
+FEATURES_DIR = ".features"  # in the checkpoints folder (a dot folder: evaluate.py looks past it for runs)
 
 
 def demo_jobs(checkpoints: Path, segmenters: Path, results: Path, threads: int,
               inception_weights: Path | None = None) -> list[Job]:
-    """The demo's jobs: two trainings and two scorer trainings (independent), then the evaluation (with
-    FID/KID when ``inception_weights`` is given)."""
+    """The demo's jobs: DeepLabV3+'s training, the two runs and FCN-8s's training (independent; listed
+    longest first, so that no core idles long at the end), then the evaluation. With ``inception_weights``
+    also a FID/KID job per run once it is trained, listed after those so that it fills a core they leave
+    idle: it computes the Inception features of the run's val images (the first one also those of the real
+    photos) into a cache the evaluation reads back."""
     from common.checkpoint import load_checkpoint
     from eval.train_segmenter import run_path
-    python, jobs = sys.executable, []
+    python = sys.executable
+    cache = checkpoints / FEATURES_DIR
     fidelity = () if inception_weights is None else (
-        "--fid", "--kid", "--kid-subset-size", str(KID_SUBSET_SIZE), "--inception-weights", str(inception_weights))
-    for optim in OPTIMIZERS:
-        latest = checkpoints / f"demo_{optim}_seed0" / "latest.pt"
-        jobs.append(Job(f"train demo_{optim}_seed0", (
-            python, str(REPO / "train.py"), "--preset", "demo", "--optim", optim, "--checkpoints-dir", str(checkpoints),
-            "--threads", str(threads), "--resume" if latest.is_file() else "--overwrite"),
-            skip=lambda latest=latest: latest.is_file() and bool(load_checkpoint(latest).get("finished"))))
+        "--fid", "--kid", "--kid-subset-size", str(KID_SUBSET_SIZE), "--inception-weights", str(inception_weights),
+        "--inception-cache", str(cache / "inception"))
+    scorers = {}
     for arch in SCORERS:
         out = segmenters / f"{arch}.pt"
         resume = ("--resume",) if (run_path(out) / "latest.pt").is_file() else ()
-        jobs.append(Job(f"scorer {arch}", (python, "-m", "eval.train_segmenter", "--preset", "demo", "--arch", arch,
-                                           "--out", str(out), "--threads", str(threads), *resume), skip=out.is_file))
-    jobs.append(Job("evaluate", (python, str(REPO / "evaluate.py"), "--checkpoints-dir", str(checkpoints),
-                                 "--runs", *(f"demo_{optim}_seed0" for optim in OPTIMIZERS),
+        scorers[arch] = Job(f"scorer {arch}", (python, "-m", "eval.train_segmenter", "--preset", "demo", "--arch", arch,
+                                               "--out", str(out), "--threads", str(threads), *resume), skip=out.is_file)
+    runs = []
+    for optim in OPTIMIZERS:
+        latest = checkpoints / f"demo_{optim}_seed0" / "latest.pt"
+        runs.append(Job(f"train demo_{optim}_seed0", (
+            python, str(REPO / "train.py"), "--preset", "demo", "--optim", optim, "--checkpoints-dir", str(checkpoints),
+            "--threads", str(threads), "--resume" if latest.is_file() else "--overwrite"),
+            skip=lambda latest=latest: latest.is_file() and bool(load_checkpoint(latest).get("finished"))))
+    jobs = [scorers["deeplabv3plus_xception71"], *runs, scorers["fcn8s"]]
+    evaluate = (python, str(REPO / "evaluate.py"), "--checkpoints-dir", str(checkpoints))
+    if inception_weights is not None:
+        for previous, optim in zip((None, *OPTIMIZERS), OPTIMIZERS):  # the first computes the real photos' too
+            jobs.append(Job(f"fidelity demo_{optim}_seed0", (
+                *evaluate, "--runs", f"demo_{optim}_seed0", "--fidelity-only", "--out", str(cache / optim), *fidelity),
+                after=(f"train demo_{optim}_seed0", *([f"fidelity demo_{previous}_seed0"] if previous else []))))
+    jobs.append(Job("evaluate", (*evaluate, "--runs", *(f"demo_{optim}_seed0" for optim in OPTIMIZERS),
                                  "--segmenter-dir", str(segmenters), "--out", str(results), *fidelity),
                     after=tuple(job.name for job in jobs)))
     return jobs

@@ -6,20 +6,21 @@ from eval import demo, train_segmenter
 
 def test_the_demo_jobs_and_their_commands(tmp_path):
     jobs = demo.demo_jobs(tmp_path / "ck", tmp_path / "ck" / "segmenters" / "demo", tmp_path / "results", threads=1)
-    assert [job.name for job in jobs] == ["train demo_adam_seed0", "train demo_tradam_seed0", "scorer fcn8s",
-                                          "scorer deeplabv3plus_xception71", "evaluate"]
+    assert [job.name for job in jobs] == ["scorer deeplabv3plus_xception71", "train demo_adam_seed0",
+                                          "train demo_tradam_seed0", "scorer fcn8s", "evaluate"]
     assert all(not job.after for job in jobs[:4]) and jobs[4].after == tuple(job.name for job in jobs[:4])
-    run = train.parse_args(list(jobs[1].command[2:]))
+    run = train.parse_args(list(jobs[2].command[2:]))
     assert (run.optim, run.threads, run.checkpoints_dir, run.overwrite, run.name) == (
         "tradam", 1, str(tmp_path / "ck"), True, "demo_tradam_seed0")
-    scorer = train_segmenter.parse_args(list(jobs[3].command[3:]))
+    scorer = train_segmenter.parse_args(list(jobs[0].command[3:]))
     assert (scorer.arch, scorer.threads, scorer.out) == (
         "deeplabv3plus_xception71", 1, str(tmp_path / "ck" / "segmenters" / "demo" / "deeplabv3plus_xception71.pt"))
     scored = evaluate.parse_args(list(jobs[4].command[2:]))
     assert (scored.runs, scored.segmenter_dir, scored.out) == (
         ["demo_adam_seed0", "demo_tradam_seed0"], str(tmp_path / "ck" / "segmenters" / "demo"),
         str(tmp_path / "results"))
-    assert not jobs[0].skip() and not jobs[2].skip()  # nothing trained yet
+    assert not jobs[0].skip() and not jobs[1].skip()  # nothing trained yet
+    assert not evaluate.parse_args(list(jobs[4].command[2:])).fid
 
 
 def test_bad_jobs_is_one_line(capsys):
@@ -27,15 +28,26 @@ def test_bad_jobs_is_one_line(capsys):
     assert capsys.readouterr().err == "error: --jobs must be >= 1, got 0\n"
 
 
-def test_fid_and_kid_join_the_evaluation_only_with_inception_weights(tmp_path):
-    weights = tmp_path / "inception.pth"
-    without = demo.demo_jobs(tmp_path / "ck", tmp_path / "seg", tmp_path / "results", threads=1)[-1]
-    with_weights = demo.demo_jobs(tmp_path / "ck", tmp_path / "seg", tmp_path / "results", threads=1,
-                                  inception_weights=weights)[-1]
-    assert not evaluate.parse_args(list(without.command[2:])).fid
-    scored = evaluate.parse_args(list(with_weights.command[2:]))
-    assert (scored.fid, scored.kid, scored.inception_weights, scored.kid_subset_size) == (
-        True, True, str(weights), demo.KID_SUBSET_SIZE)
+def test_with_inception_weights_each_run_gets_a_fidelity_job_filling_the_cache_the_evaluation_reads(tmp_path):
+    weights, checkpoints = tmp_path / "inception.pth", tmp_path / "ck"
+    jobs = demo.demo_jobs(checkpoints, tmp_path / "seg", tmp_path / "results", threads=1, inception_weights=weights)
+    names = [job.name for job in jobs]
+    assert names[4:] == ["fidelity demo_adam_seed0", "fidelity demo_tradam_seed0", "evaluate"]
+    adam, tradam, final = jobs[4:]
+    assert adam.after == ("train demo_adam_seed0",)  # it computes the real photos' features too
+    assert tradam.after == ("train demo_tradam_seed0", "fidelity demo_adam_seed0")  # ... which this one reads
+    assert final.after == tuple(names[:-1])
+    cache = str(checkpoints / demo.FEATURES_DIR / "inception")
+    for job, runs in ((adam, ["demo_adam_seed0"]), (tradam, ["demo_tradam_seed0"])):
+        scored = evaluate.parse_args(list(job.command[2:]))
+        assert (scored.runs, scored.fidelity_only, scored.fid, scored.kid, scored.inception_cache) == (
+            runs, True, True, True, cache)
+    scored = evaluate.parse_args(list(final.command[2:]))
+    assert (scored.fidelity_only, scored.fid, scored.kid, scored.inception_weights, scored.kid_subset_size,
+            scored.inception_cache, scored.batch_size) == (
+        False, True, True, str(weights), demo.KID_SUBSET_SIZE, cache, evaluate.parse_args([]).batch_size)
+    for job in (adam, tradam):  # features are keyed by the batch size: every job must use the evaluation's
+        assert evaluate.parse_args(list(job.command[2:])).batch_size == scored.batch_size
 
 
 def test_the_demo_repeats_only_this_evaluations_skipping_lines(tmp_path):
