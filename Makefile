@@ -35,7 +35,7 @@ verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
 	  $(if $(DEEPLAB_RESEARCH),--research $(DEEPLAB_RESEARCH)) $(VERIFY_DPC_ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --durations=15
 
 # Finished runs and segmenters are reused; interrupted ones are resumed. The two runs and the two scorers
 # train side by side (JOBS at once, default: the cores; THREADS each, default 1), then evaluate.py. FID/KID

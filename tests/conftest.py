@@ -1,7 +1,19 @@
-"""Shared fixtures: a tiny synthetic Cityscapes generated once per test session."""
-import pytest
+"""Shared fixtures: a tiny synthetic Cityscapes generated once per test session.
 
-from data.synthetic import generate
+Under pytest-xdist (``make test`` runs one worker per core) each worker and the commands its tests start
+use one thread, unless the environment already says how many: the workers share the cores, and threads
+beyond them only wait for each other."""
+import os
+
+from common.threads import thread_env
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported
+    for name, value in thread_env(1).items():
+        os.environ.setdefault(name, value)
+
+import pytest  # noqa: E402
+
+from data.synthetic import generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
