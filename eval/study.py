@@ -49,6 +49,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -57,10 +58,12 @@ from common.device import check_device_name
 from common.files import write_figure, write_json, write_text
 from common.jobs import Job, check_jobs_and_threads, default_jobs, run_jobs
 from eval import EvalError
+from data.fingerprint import files_fingerprint
 from data.images import read_rgb
 from eval.fcn_score import open_eval_set
 from eval.report import METRICS, difference_cell, markdown_table, number_cell, summary_cell
 from eval.statistics import ALPHA, POWER, decisions, paired_difference, summarize
+from eval.study_records import RECORD_VERSION, StoredRecords, code_sha256, write_record
 from eval.train_segmenter import run_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,31 +228,25 @@ def scorer_jobs(config: StudyConfig) -> list[Job]:
     return jobs
 
 
-def train_jobs(config: StudyConfig, arms: list[Arm]) -> tuple[list[Job], dict[str, list[str]]]:
-    """A job per run (train, resume, or nothing for a finished run) and each run's options."""
+def train_jobs(config: StudyConfig, arms: list[Arm], records: StoredRecords | None = None
+               ) -> tuple[list[Job], dict[str, list[str]]]:
+    """A job per run (train, resume, or nothing for a finished run or a reusable record) and each run's
+    options. A run with a record of its key waits for the scorers, against which the record is checked."""
     jobs, commands = [], {}
+    scorers_trained = tuple(job.name for job in scorer_jobs(config))
     for arm in arms:
         for seed in config.seeds:
             name = run_name(arm, seed)
             run = train_options(config, arm, seed)
             commands[name] = run
             latest = Path(config.checkpoints_dir) / name / "latest.pt"
+            recorded = records is not None and records.pending(name, run)
             jobs.append(Job(f"train {name}", command([REPO / "train.py", *run,
                                                        "--resume" if latest.is_file() else "--overwrite"]),
-                            skip=lambda latest=latest: finished(latest)))
+                            after=scorers_trained if recorded else (),
+                            skip=lambda latest=latest, name=name, run=run, recorded=recorded: (
+                                recorded and records.usable(name, run) is not None) or finished(latest)))
     return jobs, commands
-
-
-def chunks(items: list, parts: int) -> list[list]:
-    """``items`` cut into at most ``parts`` contiguous pieces of nearly equal length."""
-    parts = max(1, min(parts, len(items)))
-    size, extra = divmod(len(items), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (i < extra)
-        out.append(items[start:end])
-        start = end
-    return out
 
 
 def evaluate_command(config: StudyConfig, out: Path, runs: list[str] | None = None,
@@ -276,36 +273,28 @@ def study_scorers(config: StudyConfig) -> list[str]:
     return [a for a in SEGMENTER_ORDER if a in found] + sorted(a for a in found if a not in SEGMENTER_ORDER)
 
 
-def scoring_jobs(config: StudyConfig, names: list[str], parallel: int) -> tuple[list[Job], list[Path], list[Path]]:
-    """Final FCN-scores of the runs and the learning-curve scores of their epoch files (by the first scorer),
-    each cut into ``parallel`` jobs that start as soon as their runs are trained; the jobs and the folders
-    of their results.json (final, curves). A job whose results are newer than its inputs is not run again."""
+def scoring_jobs(config: StudyConfig, name: str, done: Callable[[], bool]) -> tuple[list[Job], Path, Path]:
+    """The jobs scoring run ``name`` once trained: its final FCN-scores by every scorer and the learning-curve
+    scores of its epoch files by the first; and the folders of their results.json (final, curve). Neither
+    runs when ``done()`` (the run's record is reused) or when its results are newer than its inputs."""
     checkpoints = Path(config.checkpoints_dir)
     scorers = study_scorers(config)
     waits_for = tuple(f"scorer {a}" for a in scorers) if not config.segmenter_dir else ()
     scorer_files = [segmenter_folder(config) / f"{arch}.pt" for arch in scorers]
-    jobs, finals, curves = [], [], []
-    pieces = chunks(names, parallel)
-    for i, piece in enumerate(pieces):
-        trained = tuple(f"train {name}" for name in piece)
-        tag = f"{i + 1}of{len(pieces)}"
-        out, curve_out = checkpoints / "evaluation" / tag, checkpoints / "curves" / tag
-        latest = [checkpoints / name / "latest.pt" for name in piece]
+    final, curve = checkpoints / "evaluation" / name, checkpoints / "curves" / name
+    latest = checkpoints / name / "latest.pt"
 
-        def epoch_files(piece=piece) -> list[Path]:
-            return [path for name in piece for _, path in epoch_checkpoints(checkpoints / name)]
+    def epoch_files() -> list[Path]:
+        return [path for _, path in epoch_checkpoints(checkpoints / name)]
 
-        jobs.append(Job(f"score {tag}", evaluate_command(config, out, runs=piece), after=trained + waits_for,
-                        skip=lambda out=out, latest=latest: newer_than(out / "results.json", latest + scorer_files)))
-        jobs.append(Job(f"curves {tag}",
-                        lambda out=curve_out, files=epoch_files: evaluate_command(config, out, generators=files(),
-                                                                                  segmenters=scorers[:1]),
-                        after=trained + waits_for[:1],
-                        skip=lambda out=curve_out, files=epoch_files: not files() or newer_than(
-                            out / "results.json", files() + scorer_files[:1])))
-        finals.append(out)
-        curves.append(curve_out)
-    return jobs, finals, curves
+    jobs = [Job(f"score {name}", evaluate_command(config, final, runs=[name]), after=(f"train {name}",) + waits_for,
+                skip=lambda: done() or newer_than(final / "results.json", [latest, *scorer_files])),
+            Job(f"curves {name}", lambda: evaluate_command(config, curve, generators=epoch_files(),
+                                                           segmenters=scorers[:1]),
+                after=(f"train {name}",) + waits_for[:1],
+                skip=lambda: done() or not epoch_files() or newer_than(curve / "results.json",
+                                                                       epoch_files() + scorer_files[:1]))]
+    return jobs, final, curve
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -330,9 +319,10 @@ def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def read_noise(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """The run's TensorBoard ``noise/*`` scalars: name -> [(step, value)] (the last write of a step wins)."""
+    """The run's TensorBoard ``noise/*`` scalars: name -> [(step, value)] (the last write of a step wins; a resumed
+    run keeps what it wrote before its interruption: TensorBoard's purge of "orphaned" steps is off)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(run_dir / "events"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(run_dir / "events"), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
     series = {}
     for tag in events.Tags()["scalars"]:
@@ -349,31 +339,7 @@ def run_length(run_dir: Path) -> tuple[int, int | None]:
     return state["step"], (state["step"] // state["epoch"] if state.get("epoch") else None)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (numbers can differ between CPU types; they are reported with it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 # ------------------------------------------------------------------------------- analysing
-def per_run_scores(results: list[dict]) -> tuple[dict, dict, dict]:
-    """From evaluate.py's results (one per piece): {arch: {run label: image set}}, {arch: ground-truth
-    scores} and {arch: display name}."""
-    runs, truth, display = {}, {}, {}
-    for result in results:
-        for entry in result["segmenters"]:
-            runs.setdefault(entry["arch"], {}).update({s["label"]: s for s in entry["image_sets"]})
-            truth[entry["arch"]] = entry["ground_truth"][0]["scores"]
-            display[entry["arch"]] = entry["display_name"]
-    return runs, truth, display
-
-
 def analyse(arms: list[Arm], seeds: tuple[int, ...], values: dict[str, dict[str, float]],
             baseline: str = "adam") -> dict:
     """For each measure (``values[measure][run name]``): per-arm summaries and paired differences."""
@@ -415,10 +381,10 @@ def comparisons(analysis: dict, arms: list[Arm], primary_measure: str | None) ->
     }
 
 
-def ranking_margins(runs: dict, truth: dict) -> dict:
+def ranking_margins(values: dict, truth: dict) -> dict:
     """Ground truth minus the best generator, per scorer and metric (> 0: the scorer can rank)."""
-    return {arch: {key: truth[arch][key] - max(s["scores"][key] for s in runs[arch].values()) for key, _ in METRICS}
-            for arch in runs}
+    return {arch: {key: truth[arch][key] - max(values[f"{arch}:{key}"].values()) for key, _ in METRICS}
+            for arch in truth}
 
 
 def curve_means(curves: dict, arms: list[Arm], key: str = "class_iou") -> tuple[list[int], dict[str, list[float]]]:
@@ -679,28 +645,39 @@ def study_arms(config: StudyConfig) -> list[Arm]:
     return [known["adam"]] + [known[a] for a in config.arms if a != "adam"]
 
 
-def learning_curves(config: StudyConfig, arms: list[Arm], curve_results: list[dict], evalset) -> tuple[dict, dict]:
-    """Per arm and seed: validation L1 and class IoU (by the curve scorer) of every epoch checkpoint, by
-    step; and the run's gradient-noise series."""
-    checkpoints = Path(config.checkpoints_dir)
-    by_checkpoint = {Path(s["checkpoint"]).resolve(): s for result in curve_results
-                     for s in result["segmenters"][0]["image_sets"]}
-    curves, noise = {}, {}
-    for arm in arms:
-        for seed in config.seeds:
-            name = run_name(arm, seed)
-            per_epoch = run_length(checkpoints / name)[1]
-            l1, iou = [], []
-            for epoch, path in epoch_checkpoints(checkpoints / name):
-                scored = by_checkpoint.get(path.resolve())
-                if scored is None or per_epoch is None:
-                    continue
-                step = epoch * per_epoch
-                l1.append((step, validation_l1(Path(scored["images"]), evalset)))
-                iou.append((step, scored["scores"]["class_iou"]))
-            curves.setdefault(arm.name, {})[seed] = {"val_l1": l1, "class_iou": iou}
-            noise.setdefault(arm.name, {})[seed] = read_noise(checkpoints / name)
-    return curves, noise
+def make_record(config: StudyConfig, arm: Arm, seed: int, key: dict, scorer_hashes: dict[str, str],
+                final_folder: Path, curve_folder: Path) -> dict:
+    """The record of a trained and scored run (:mod:`eval.study_records`): its final FCN-scores by every
+    scorer (overall, per class, confusion matrix) and their ground-truth rows, validation L1, learning curve (validation L1 and class IoU by the first
+    scorer at every epoch file), gradient-noise series and length."""
+    name = run_name(arm, seed)
+    run_dir = Path(config.checkpoints_dir) / name
+    [final] = read_results([final_folder])
+    entries = {entry["arch"]: entry for entry in final["segmenters"]}
+    scorers = [a for a in SEGMENTER_ORDER if a in entries] + sorted(a for a in entries if a not in SEGMENTER_ORDER)
+    sets = {arch: next(s for s in entries[arch]["image_sets"] if s["label"] == name) for arch in scorers}
+    dataroot = sets[scorers[0]]["dataroot"]
+    evalset = open_eval_set(dataroot)
+    steps, per_epoch = run_length(run_dir)
+    scored = {Path(s["checkpoint"]).resolve(): s for result in read_results([curve_folder])
+              for s in result["segmenters"][0]["image_sets"]}
+    l1, iou = [], []
+    for epoch, path in epoch_checkpoints(run_dir):
+        curve_set = scored.get(path.resolve())
+        if curve_set is not None and per_epoch is not None:
+            l1.append((epoch * per_epoch, validation_l1(Path(curve_set["images"]), evalset)))
+            iou.append((epoch * per_epoch, curve_set["scores"]["class_iou"]))
+    run_options = json.loads((run_dir / "options.json").read_text())
+    return {"version": RECORD_VERSION, "key": key, "name": name, "arm": arm.name, "seed": seed,
+            "steps": steps, "steps_per_epoch": per_epoch, "netG": run_options["netG"],
+            "crop_size": run_options["crop_size"], "threads": run_options.get("threads"),
+            "dataroot": shown_path(dataroot),
+            "scorers": {arch: {"sha256": scorer_hashes[arch], "display_name": entries[arch]["display_name"],
+                               "ground_truth": entries[arch]["ground_truth"][0]["scores"]}
+                        for arch in scorers},
+            "final": {arch: sets[arch]["scores"] for arch in scorers},
+            "val_l1": validation_l1(Path(sets[scorers[0]]["images"]), evalset),
+            "curve": {"val_l1": l1, "class_iou": iou}, "noise": read_noise(run_dir)}
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -722,13 +699,50 @@ def read_results(folders: list[Path]) -> list[dict]:
             if (folder / "results.json").is_file()]
 
 
-def setting(config: StudyConfig, first_run: Path) -> dict:
+def setting(config: StudyConfig, record: dict) -> dict:
     """What the runs were: data, size, length, threads and CPU (for the report's plain-words setting)."""
-    run_options = json.loads((first_run / "options.json").read_text())
-    steps, _ = run_length(first_run)
-    return {"builtin_data": config.dataroot is None, "crop_size": run_options["crop_size"],
-            "netG": run_options["netG"], "steps": steps, "threads": run_options.get("threads"),
-            "jobs": config.jobs, "cpu": cpu_name()}
+    return {"builtin_data": config.dataroot is None, "crop_size": record["crop_size"], "netG": record["netG"],
+            "steps": record["steps"], "threads": record["threads"], "jobs": config.jobs,
+            "cpu": record["key"]["device_name"]}
+
+
+def stored_records(config: StudyConfig) -> StoredRecords:
+    """The records of ``<out>/runs`` and what this call needs to reuse one (device, code, data, scorers)."""
+    data = None
+    if config.dataroot:
+        root = Path(config.dataroot)
+        data = files_fingerprint([p for p in root.rglob("*") if p.is_file()], root)
+    scorer_files = {arch: segmenter_folder(config) / f"{arch}.pt" for arch in study_scorers(config)}
+    return StoredRecords(Path(config.out) / "runs", config.device, code_sha256(), data, scorer_files)
+
+
+def study_jobs(config: StudyConfig, arms: list[Arm], records: StoredRecords
+               ) -> tuple[list[Job], dict[str, list[str]], dict[str, tuple[Path, Path]]]:
+    """Every job of the study, each run's scorings right after its training (so a run is recorded as soon as
+    it is trained); each run's options; and each run's (final, curve) result folders."""
+    trainings, commands = train_jobs(config, arms, records)
+    jobs, folders = scorer_jobs(config), {}
+    for training, (name, run) in zip(trainings, commands.items()):
+        scorings, final, curve = scoring_jobs(config, name, lambda name=name, run=run: records.usable(name, run)
+                                              is not None)
+        jobs += [training, *scorings]
+        folders[name] = (final, curve)
+    return jobs, commands, folders
+
+
+def collect_records(config: StudyConfig, arms: list[Arm], records: StoredRecords, commands: dict,
+                    folders: dict) -> dict[str, dict]:
+    """Each run's record: the stored one where it is reusable, else one made from this call's results and
+    written (then read back, so a reused and a fresh record give the same report)."""
+    out = {}
+    for arm in arms:
+        for seed in config.seeds:
+            name = run_name(arm, seed)
+            if records.usable(name, commands[name]) is None:
+                write_record(records.folder, make_record(config, arm, seed, records.key(commands[name]),
+                                                         records.scorer_hashes(), *folders[name]))
+            out[name] = records.usable(name, commands[name])
+    return out
 
 
 def run_study(config: StudyConfig) -> Path:
@@ -741,35 +755,36 @@ def run_study(config: StudyConfig) -> Path:
     for arm in arms:
         print(f"arm {arm.name}: {arm.label}: train.py {' '.join(arm.options)}", flush=True)
 
-    trainings, commands = train_jobs(config, arms)
-    names = list(commands)
-    scorings, final_folders, curve_folders = scoring_jobs(config, names, config.jobs)
-    print(f"{len(names)} runs, {config.jobs} job(s) at once, {config.threads} thread(s) each; logs in "
-          f"{checkpoints / 'logs'}", flush=True)
-    run_jobs(scorer_jobs(config) + trainings + scorings, config.jobs, config.threads, checkpoints / "logs",
-             env=child_env())
+    records = stored_records(config)
+    jobs, commands, folders = study_jobs(config, arms, records)
+    reusable = sum(records.pending(name, run) for name, run in commands.items())
+    print(f"{len(commands)} runs ({reusable} with a record in {records.folder} to check against the scorers), "
+          f"{config.jobs} job(s) at once, {config.threads} thread(s) each; logs in {checkpoints / 'logs'}",
+          flush=True)
+    run_jobs(jobs, config.jobs, config.threads, checkpoints / "logs", env=child_env())
 
-    runs, truth, display = per_run_scores(read_results(final_folders))
-    scorers = [a for a in SEGMENTER_ORDER if a in runs] + [a for a in runs if a not in SEGMENTER_ORDER]
-    first_set = next(iter(runs[scorers[0]].values()))
-    dataroot = first_set["dataroot"]
-    evalset = open_eval_set(dataroot)
-    values = {f"{arch}:{key}": {label: s["scores"][key] for label, s in runs[arch].items()}
+    by_run = collect_records(config, arms, records, commands, folders)
+    first = next(iter(by_run.values()))
+    scorers = list(first["final"])
+    values = {f"{arch}:{key}": {name: r["final"][arch][key] for name, r in by_run.items()}
               for arch in scorers for key, _ in METRICS}
-    values["val_l1"] = {name: validation_l1(Path(runs[scorers[0]][name]["images"]), evalset) for name in names}
-    curves, noise = learning_curves(config, arms, read_results(curve_folders), evalset)
+    values["val_l1"] = {name: r["val_l1"] for name, r in by_run.items()}
+    curves = {arm.name: {seed: by_run[run_name(arm, seed)]["curve"] for seed in config.seeds} for arm in arms}
+    noise = {arm.name: {seed: by_run[run_name(arm, seed)]["noise"] for seed in config.seeds} for arm in arms}
+    truth = {arch: first["scorers"][arch]["ground_truth"] for arch in scorers}
+    display = {arch: first["scorers"][arch]["display_name"] for arch in scorers}
     analysis = analyse(arms, config.seeds, values)
     primary_measure = f"{scorers[0]}:{PRIMARY_METRIC}"
     averaged = analyse(arms, config.seeds, {"last": last_epochs_mean(curves, arms, config.seeds)})["last"]
 
-    report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": shown_path(dataroot),
-              "setting": setting(config, checkpoints / names[0]),
+    report = {"preset": config.preset, "seeds": list(config.seeds), "dataroot": first["dataroot"],
+              "setting": setting(config, first),
               "arms": [asdict(a) for a in arms], "train_options": commands, "scorers": scorers,
               "display_names": display, "ground_truth": truth, "per_run": values, "analysis": analysis,
               "tests": comparisons(analysis, arms, primary_measure),
               "noise_check": noise_check(analysis, primary_measure, averaged),
               "late_ranking": late_ranking(curves, arms),
-              "ranking_margins": ranking_margins(runs, truth), "curve_scorer": scorers[0],
+              "ranking_margins": ranking_margins(values, truth), "curve_scorer": scorers[0],
               "curves": curves, "noise": noise, "config": asdict(config)}
     write_report(report, out)
     return out

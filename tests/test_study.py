@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
     stdout, stderr = process.communicate(timeout=240)
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines() == [
-        "interrupted by SIGTERM: 8 of 10 jobs not done (those running saved and stopped); the same command resumes"]
+        "interrupted by SIGTERM: 12 of 14 jobs not done (those running saved and stopped); the same command resumes"]
     children = {int(p.suffix[1:]) for p in marks.glob("step2.*")}
     assert len(children) == 2 and not any(pid_alive(pid) for pid in children)  # no orphan goes on training
     for name in ("adam_seed0", "adam_seed1"):  # the two under way saved, unfinished
@@ -182,7 +183,7 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
 
     # Trained alone here (not beside another job), a run of the same options is bit-identical.
     alone = tmp_path / "alone"
-    options = report["train_options"]["tradam_seed1"]
+    options = list(report["train_options"]["tradam_seed1"])
     options[options.index("--checkpoints-dir") + 1] = str(alone)
     assert train.main([*options, "--overwrite"]) == 0
     mine, theirs = load_checkpoint(alone / "tradam_seed1" / "latest.pt"), load_checkpoint(runs / "tradam_seed1" / "latest.pt")
@@ -193,7 +194,30 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
     # A second call reuses every run, scorer and score.
     capsys.readouterr()
     assert study.main(args) == 0
-    assert capsys.readouterr().out.count("up to date") == 10
+    assert capsys.readouterr().out.count("up to date") == 14
+
+    # Each run's record: from a fresh clone (no run folder, no scorer) only the scorers are trained again, to
+    # check the records against them, and the report is the same to the last bit.
+    records = out / "runs"
+    assert sorted(p.name for p in records.glob("*.json")) == [f"{n}.json" for n in sorted(report["train_options"])]
+    record = json.loads((records / "tradam_seed1.json").read_text())
+    assert record["final"]["fcn8s"]["class_iou"] == report["per_run"]["fcn8s:class_iou"]["tradam_seed1"]
+    assert "--checkpoints-dir" not in record["key"]["train_options"] and record["key"]["torch"] == torch.__version__
+    shutil.rmtree(runs)
+    assert study.main(args) == 0
+    said = capsys.readouterr().out
+    assert said.count("up to date") == 12 and "4 with a record" in said and "scorer fcn8s: done" in said
+    assert not (runs / "adam_seed0").exists()
+    assert json.loads((out / "study.json").read_text()) == report
+    # A record whose scorer differs is stale: its run is trained and scored again, and gives the same numbers.
+    record = json.loads((records / "adam_seed1.json").read_text())
+    record["scorers"]["fcn8s"]["sha256"] = "0" * 64
+    (records / "adam_seed1.json").write_text(json.dumps(record))
+    assert study.main(args) == 0
+    said = capsys.readouterr().out
+    assert "train adam_seed1: done" in said and said.count("up to date") == 11
+    assert not (runs / "adam_seed0").exists()
+    assert json.loads((out / "study.json").read_text()) == report
 
 
 def test_bad_arms_and_seeds_are_one_line(capsys):
@@ -214,7 +238,7 @@ def test_the_demo_study_scores_with_the_demo_scorers():
 def test_the_commands_it_runs_take_the_options_it_passes(tmp_path):
     from eval import train_segmenter
     config = study.StudyConfig(checkpoints_dir=str(tmp_path / "runs"), device="cuda:1", dataroot="data", jobs=2,
-                               threads=3, seeds=(3, 4))
+                               threads=3, seeds=(3, 4), out=str(tmp_path / "report"))
     arms = [study.make_arms(2e-4, 0.999)[a] for a in ("adam", "tradam")]
     trainings, commands = study.train_jobs(config, arms)
     assert [job.name for job in trainings] == ["train adam_seed3", "train adam_seed4", "train tradam_seed3",
@@ -225,21 +249,24 @@ def test_the_commands_it_runs_take_the_options_it_passes(tmp_path):
     for job in study.scorer_jobs(config):
         scorer = train_segmenter.parse_args(list(job.command[3:]))
         assert (scorer.threads, scorer.device, scorer.dataroot) == (3, "cuda:1", "data")
-    scorings, finals, curves = study.scoring_jobs(config, list(commands), 2)
-    assert [job.name for job in scorings] == ["score 1of2", "curves 1of2", "score 2of2", "curves 2of2"]
-    assert scorings[2].after == ("train tradam_seed3", "train tradam_seed4", "scorer fcn8s",
-                                 "scorer deeplabv3plus_xception71")
-    scored = evaluate.parse_args(list(scorings[2].command[2:]))
+    jobs, _, folders = study.study_jobs(config, arms, study.stored_records(config))
+    by_name = {job.name: job for job in jobs}
+    assert list(by_name)[:5] == ["scorer fcn8s", "scorer deeplabv3plus_xception71", "train adam_seed3",
+                                 "score adam_seed3", "curves adam_seed3"]  # a run is scored as soon as trained
+    assert by_name["score tradam_seed3"].after == ("train tradam_seed3", "scorer fcn8s",
+                                                   "scorer deeplabv3plus_xception71")
+    assert by_name["train tradam_seed3"].after == ()  # no record: it need not wait for the scorers
+    scored = evaluate.parse_args(list(by_name["score tradam_seed3"].command[2:]))
     assert (scored.checkpoints_dir, scored.device, scored.runs, scored.out) == (
-        config.checkpoints_dir, "cuda:1", ["tradam_seed3", "tradam_seed4"], str(finals[1]))
+        config.checkpoints_dir, "cuda:1", ["tradam_seed3"], str(folders["tradam_seed3"][0]))
     assert scored.segmenter_dir == str(tmp_path / "runs" / "segmenters")
     epoch = tmp_path / "runs" / "adam_seed3" / "epoch_001.pt"
     epoch.parent.mkdir(parents=True)
     epoch.touch()
-    assert not scorings[1].skip()  # an epoch file to score
-    curve = evaluate.parse_args(list(scorings[1].command()[2:]))
-    assert (curve.generator, curve.segmenters, curve.out) == ([str(epoch)], ["fcn8s"], str(curves[0]))
-    assert scorings[3].skip()  # no epoch files: nothing to score
+    assert not by_name["curves adam_seed3"].skip()  # an epoch file to score
+    curve = evaluate.parse_args(list(by_name["curves adam_seed3"].command()[2:]))
+    assert (curve.generator, curve.segmenters, curve.out) == ([str(epoch)], ["fcn8s"], str(folders["adam_seed3"][1]))
+    assert by_name["curves adam_seed4"].skip()  # no epoch files: nothing to score
 
 
 def test_bad_jobs_and_threads_are_one_line(tmp_path, capsys):
