@@ -56,7 +56,8 @@ import numpy as np
 from common.command_line import add_former_spelling, flag, option_parser, run_main
 from common.device import check_device_name
 from common.files import write_figure, write_json, write_text
-from common.jobs import Job, check_jobs_and_threads, default_jobs, run_jobs
+from common.interrupts import Stopped
+from common.jobs import Job, JobFailed, check_jobs_and_threads, default_jobs, run_jobs
 from eval import EvalError
 from data.fingerprint import files_fingerprint
 from data.images import read_rgb
@@ -730,19 +731,29 @@ def study_jobs(config: StudyConfig, arms: list[Arm], records: StoredRecords
     return jobs, commands, folders
 
 
-def collect_records(config: StudyConfig, arms: list[Arm], records: StoredRecords, commands: dict,
-                    folders: dict) -> dict[str, dict]:
-    """Each run's record: the stored one where it is reusable, else one made from this call's results and
-    written (then read back, so a reused and a fresh record give the same report)."""
-    out = {}
+def scored(config: StudyConfig, name: str, folders: dict) -> bool:
+    """Whether run ``name`` is trained and both its scorings are newer than their inputs."""
+    run_dir = Path(config.checkpoints_dir) / name
+    scorer_files = [segmenter_folder(config) / f"{arch}.pt" for arch in study_scorers(config)]
+    epochs = [path for _, path in epoch_checkpoints(run_dir)]
+    final, curve = folders[name]
+    return (newer_than(final / "results.json", [run_dir / "latest.pt", *scorer_files])
+            and (not epochs or newer_than(curve / "results.json", epochs + scorer_files[:1]))
+            and finished(run_dir / "latest.pt"))
+
+
+def write_records(config: StudyConfig, arms: list[Arm], records: StoredRecords, commands: dict, folders: dict,
+                  only_scored: bool = False) -> None:
+    """Write the record of every run without a reusable one (``only_scored``: of those trained and scored,
+    when the jobs stopped early)."""
     for arm in arms:
         for seed in config.seeds:
             name = run_name(arm, seed)
+            if only_scored and not scored(config, name, folders):
+                continue
             if records.usable(name, commands[name]) is None:
                 write_record(records.folder, make_record(config, arm, seed, records.key(commands[name]),
                                                          records.scorer_hashes(), *folders[name]))
-            out[name] = records.usable(name, commands[name])
-    return out
 
 
 def run_study(config: StudyConfig) -> Path:
@@ -761,9 +772,14 @@ def run_study(config: StudyConfig) -> Path:
     print(f"{len(commands)} runs ({reusable} with a record in {records.folder} to check against the scorers), "
           f"{config.jobs} job(s) at once, {config.threads} thread(s) each; logs in {checkpoints / 'logs'}",
           flush=True)
-    run_jobs(jobs, config.jobs, config.threads, checkpoints / "logs", env=child_env())
-
-    by_run = collect_records(config, arms, records, commands, folders)
+    try:
+        run_jobs(jobs, config.jobs, config.threads, checkpoints / "logs", env=child_env())
+    except (Stopped, JobFailed):
+        write_records(config, arms, records, commands, folders, only_scored=True)  # keep what is done
+        raise
+    write_records(config, arms, records, commands, folders)
+    # Read back, so that a reused and a fresh record give the same report.
+    by_run = {name: records.usable(name, run) for name, run in commands.items()}
     first = next(iter(by_run.values()))
     scorers = list(first["final"])
     values = {f"{arch}:{key}": {name: r["final"][arch][key] for name, r in by_run.items()}

@@ -191,6 +191,17 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
         for key, value in theirs[net].items():
             assert torch.equal(mine[net][key], value), f"{net}.{key}"
 
+    # Stopped early, the study writes the records of the runs trained and scored by then, and only those.
+    config = study.parse_args([*args, "--out", str(tmp_path / "partial")])
+    arms, stored = study.study_arms(config), study.stored_records(config)
+    _, commands, folders = study.study_jobs(config, arms, stored)
+    scored = folders["adam_seed0"][0] / "results.json"
+    scored.rename(tmp_path / "aside.json")
+    study.write_records(config, arms, stored, commands, folders, only_scored=True)
+    assert sorted(p.name for p in stored.folder.glob("*.json")) == [
+        "adam_seed1.json", "tradam_seed0.json", "tradam_seed1.json"]
+    (tmp_path / "aside.json").rename(scored)
+
     # A second call reuses every run, scorer and score.
     capsys.readouterr()
     assert study.main(args) == 0
