@@ -49,6 +49,6 @@ demo: $(VENV)/.installed
 	  $(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS))
 
 # The seeds study (eval/study.py): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
-# docs/study/.
+# docs/study/. A run with a record in docs/study/runs/ of the same key and scorers is not trained again.
 study: $(VENV)/.installed
 	$(PY) -m eval.study $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)

@@ -30,9 +30,14 @@ call finished and resumes what it left unfinished; their logs are in ``<checkpoi
 1. scorers: the built-in city's FCN-8s and DeepLabV3+ (trained once; ``--segmenter-dir`` to use others);
 2. runs: ``train.py`` per arm and seed under ``<checkpoints-dir>/<arm>_seed<s>``, with G's gradient noise
    measured every ``--noise-freq`` steps (:mod:`gan.noise`);
-3. final FCN-scores of every run and of the real photos (``evaluate.py``), in ``--jobs`` pieces;
-4. learning curves: every ``epoch_<NNN>.pt`` of every run, scored by the first scorer, and its
+3. as soon as a run is trained, its scoring: final FCN-scores by every scorer (``evaluate.py``, with the
+   real photos' row) and the learning curve, every ``epoch_<NNN>.pt`` scored by the first scorer with its
    validation L1 to the real photos;
+4. each run's record, ``<out>/runs/<arm>_seed<s>.json`` (:mod:`eval.study_records`): the numbers the report
+   needs of it. A later call, even from a fresh clone, reuses a record instead of training and scoring the
+   run again while its key (options, device and CPU type, torch, code) and its scorers' weights are the
+   same; so the study can be committed and finished in parts. A stopped or failed call still writes the
+   records of the runs done by then;
 5. ``--out`` (default ``docs/study``): ``study.md`` (the setting, the primary result, the corrected
    table, the minimum detectable effects, what the study can and cannot conclude), ``study.json``
    (every number), ``learning_curves.png`` and ``noise.png``.

@@ -141,21 +141,44 @@ def test_holm_keeps_the_family_wise_rate_on_simulated_null_families():
     assert np.mean([any(decisions(1.0, family)["significant"]) for family in p_flip]) <= 0.05
 
 
-def test_the_committed_three_seed_study_recomputed():
-    """docs/study/study.json (3 seeds, 21 comparisons): the t interval excludes 0 for 2 of them (TRAdam
-    without inner decay on FCN-8s class accuracy and class IoU), no sign-flip p is below 0.25, and
-    after Holm nothing is significant."""
+def test_the_committed_study_recomputed_from_its_run_records():
+    """docs/study (8 seeds, 5 arms): every paired difference and decision of study.json recomputed here from
+    the per-run records in docs/study/runs, with the sign-flip p counted by hand for the primary one."""
     report = json.loads((REPO / "docs" / "study" / "study.json").read_text())
-    arms = [a["name"] for a in report["arms"]][1:]
-    excluding, p_values = [], []
+    records = {path.stem: json.loads(path.read_text()) for path in (REPO / "docs" / "study" / "runs").glob("*.json")}
+    arms = [a["name"] for a in report["arms"]]
+    seeds = report["seeds"]
+    assert seeds == list(range(8)) and len(records) == len(arms) * len(seeds) == 40
+
+    def value(measure, arm, seed):
+        record = records[f"{arm}_seed{seed}"]
+        if measure == "val_l1":
+            return record["val_l1"]
+        arch, _, metric = measure.partition(":")
+        return record["final"][arch][metric]
+
+    p_of = {}
     for measure, entry in report["analysis"].items():
-        adam = {int(s): v for s, v in entry["per_seed"]["adam"].items()}
-        for arm in arms:
-            result = paired_difference({int(s): v for s, v in entry["per_seed"][arm].items()}, adam)
-            p_values.append(result["p"])
-            if result["low"] > 0 or result["high"] < 0:
-                excluding.append((measure, arm))
-    assert len(p_values) == 21
-    assert excluding == [("fcn8s:class_acc", "tradam_flat"), ("fcn8s:class_iou", "tradam_flat")]
-    assert min(p_values) == 0.25
-    assert not any(decisions(1.0, p_values)["significant"])
+        for arm in arms[1:]:
+            diffs = [value(measure, arm, s) - value(measure, "adam", s) for s in seeds]
+            result = paired_difference({s: value(measure, arm, s) for s in seeds},
+                                       {s: value(measure, "adam", s) for s in seeds})
+            assert result["diffs"] == pytest.approx(diffs, abs=1e-15)
+            reported = entry["vs_baseline"][arm]
+            assert (result["mean"], result["low"], result["high"], result["p"]) == pytest.approx(
+                (reported["mean"], reported["low"], reported["high"], reported["p"]), abs=1e-12)
+            p_of[(measure, arm)] = result["p"]
+    primary = report["tests"]["primary"]
+    assert (primary["measure"], primary["arm"]) == ("fcn8s:class_iou", "tradam")
+    # By hand: the share of the 256 sign patterns whose |mean| reaches the observed one.
+    diffs = [value("fcn8s:class_iou", "tradam", s) - value("fcn8s:class_iou", "adam", s) for s in seeds]
+    observed = abs(sum(diffs))
+    count = sum(abs(sum(d if (mask >> i) & 1 else -d for i, d in enumerate(diffs))) >= observed - 1e-12
+                for mask in range(256))
+    assert p_of[("fcn8s:class_iou", "tradam")] == primary["p"] == count / 256
+    family = [e for e in report["tests"]["family"]]
+    assert len(family) == 27 and {(e["measure"], e["arm"]) for e in family} | {("fcn8s:class_iou", "tradam")} == set(p_of)
+    decided = decisions(primary["p"], [p_of[(e["measure"], e["arm"])] for e in family])
+    assert decided["primary"] == primary["significant"]
+    assert decided["significant"] == [e["significant"] for e in family]
+    assert decided["adjusted"] == pytest.approx([e["p_holm"] for e in family])
