@@ -45,10 +45,10 @@ JOBS ?=
 THREADS ?= 1
 INCEPTION_WEIGHTS ?=
 demo: $(VENV)/.installed
-	$(PY) -m eval.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS) \
+	$(PY) -m experiments.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS) \
 	  $(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS))
 
-# The seeds study (eval/study.py): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
+# The seeds study (experiments/study/): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
 # docs/study/. A run with a record in docs/study/runs/ of the same key and scorers is not trained again.
 study: $(VENV)/.installed
-	$(PY) -m eval.study $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)
+	$(PY) -m experiments.study $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)

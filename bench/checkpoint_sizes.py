@@ -3,7 +3,7 @@
 
 Builds Pix2Pix with Adam and with TRAdam, takes one training step at 256x256 (so every optimizer state
 exists, as in any saved run), and writes what train.py writes: latest.pt (the complete state, built by
-train.save_checkpoint's keys) and an epoch_<NNN>.pt snapshot (G and D, no optimizer state). Then the
+gan.run_files.latest_state) and an epoch_<NNN>.pt snapshot (G and D, no optimizer state). Then the
 total a default 200-epoch run leaves on disk: one latest.pt, 40 snapshots (--save-epoch-freq 5) and,
 with --keep-full K, K more complete states. The baseline is the former format, where every epoch file
 was a complete state.
@@ -18,9 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import rng  # noqa: E402
-from common.checkpoint import FORMAT_VERSION, save_atomic  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix  # noqa: E402
-from gan.train_options import parse_args  # noqa: E402
+from gan import run_files  # noqa: E402
+from gan.pix2pix import ModelConfig, Pix2Pix  # noqa: E402
+from gan.optimizers import OptimConfig  # noqa: E402
+from training.options import parse_args  # noqa: E402
 
 SNAPSHOTS = 200 // 5  # epoch files of a default run (--n-epochs 100 --n-epochs-decay 100 --save-epoch-freq 5)
 
@@ -31,16 +32,14 @@ def file_sizes(optim: str, folder: Path) -> tuple[int, int]:
     model = Pix2Pix(ModelConfig(), OptimConfig(optim), OptimConfig(optim))
     model.training_step(torch.rand(1, 3, 256, 256) * 2 - 1, torch.rand(1, 3, 256, 256) * 2 - 1)
     state = model.state_dict()
-    options = {k: v for k, v in vars(parse_args(["--optim", optim])).items() if k != "given_options"}
-    snapshot = {key: state[key] for key in ("netG_config", "model_config", "netG", "netD")}
-    snapshot.update(format_version=FORMAT_VERSION, options=options, epoch=5, step=14875, world_size=1,
-                    weights_only=True)
-    state.update(format_version=FORMAT_VERSION, options=options, epoch=5, epoch_step=0, step=14875,
-                 scheduler_G={}, scheduler_D={}, rng={"ranks": [rng.capture(torch.device("cpu"))]}, world_size=1,
-                 finished=False, data_fingerprint={})
+    options = parse_args(["--optim", optim]).record()
+    snapshot = run_files.epoch_state(state, options=options, epoch=5, step=14875, world_size=1)
+    state = run_files.latest_state(state, options=options, epoch=5, epoch_step=0, step=14875, schedulers=({}, {}),
+                                   rng_ranks=[rng.capture(torch.device("cpu"))], world_size=1, finished=False,
+                                   data_fingerprint={})
     latest, epoch = folder / f"{optim}_latest.pt", folder / f"{optim}_epoch.pt"
-    save_atomic(state, latest)
-    save_atomic(snapshot, epoch)
+    run_files.write(latest, state)
+    run_files.write(epoch, snapshot)
     return latest.stat().st_size, epoch.stat().st_size
 
 

@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.scorers.base import Segmenter  # noqa: E402
-from eval.scorers.dpc_xception71 import DPCXception71Config  # noqa: E402
-from eval.segmenters import build_segmenter  # noqa: E402
+from eval.segmenters.base import Segmenter  # noqa: E402
+from eval.segmenters.dpc_xception71 import DPCXception71Config  # noqa: E402
+from eval.segmenters.registry import build_segmenter  # noqa: E402
 
 
 def seconds_per_image(model: Segmenter, images: torch.Tensor, repeats: int) -> float:

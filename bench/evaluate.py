@@ -32,10 +32,10 @@ from peak_memory import peak_memory_growth_mb  # noqa: E402
 from eval.fcn_score import (generate_images, open_eval_set, score_batches, score_folder,  # noqa: E402
                             upsample_like_imresize)
 from eval.metrics import ConfusionMeter  # noqa: E402
-from eval.scorers.caffe_fcn8s import CaffeFCN8s, import_caffemodel  # noqa: E402
-from eval.scorers.caffemodel import encode_blob, encode_layer  # noqa: E402
-from eval.scorers.protobuf_wire import fields_with_arrays, iter_fields, unpacked_floats  # noqa: E402
-from eval.segmenters import build_segmenter  # noqa: E402
+from eval.segmenters.caffe_fcn8s import CaffeFCN8s, import_caffemodel  # noqa: E402
+from eval.segmenters.caffemodel import encode_blob, encode_layer  # noqa: E402
+from eval.segmenters.protobuf_wire import fields_with_arrays, iter_fields, unpacked_floats  # noqa: E402
+from eval.segmenters.registry import build_segmenter  # noqa: E402
 from gan.networks import build_generator  # noqa: E402
 
 CPU = torch.device("cpu")

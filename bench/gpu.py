@@ -45,11 +45,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from eval.segmenters import build_segmenter  # noqa: E402
+from eval.segmenters.registry import build_segmenter  # noqa: E402
 from common.amp import autocast  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
 from tralgo import TRAdam  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, wrap_for_training  # noqa: E402
+from gan.pix2pix import ModelConfig, Pix2Pix, wrap_for_training  # noqa: E402
+from gan.optimizers import OptimConfig  # noqa: E402
 from train_step import ReferenceStep  # noqa: E402
 
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peak_memory import peak_memory_growth_mb  # noqa: E402
 from gan.losses import GANLoss  # noqa: E402
 from gan.networks import build_discriminator, build_generator  # noqa: E402
-from gan.pix2pix import ModelConfig, OptimConfig, Pix2Pix, wrap_for_training, set_requires_grad  # noqa: E402
+from gan.pix2pix import ModelConfig, Pix2Pix, wrap_for_training, set_requires_grad  # noqa: E402
+from gan.optimizers import OptimConfig  # noqa: E402
 
 
 class ReferenceStep:

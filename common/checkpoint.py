@@ -103,8 +103,10 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format: bool = False) -> dict:
-    """Load a checkpoint written by :func:`save_atomic` (or any plain state_dict) with weights_only=True.
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format: bool = False,
+                    mmap: bool = False) -> dict:
+    """Load a checkpoint written by :func:`save_atomic` (or any plain state_dict) with weights_only=True
+    (``mmap``: memory-mapped, so that tensors not used are never read).
 
     Raises :class:`CheckpointError` naming the file when it is missing, truncated, not a torch file,
     holds Python objects that are not data, or (with ``require_format``) is not one of this
@@ -114,7 +116,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never do that here
         found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please use|\n|$)", str(exc))
         detail = f" ({found.group(1).strip()})" if found else ""

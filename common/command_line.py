@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Mapping
 
 from common.interrupts import Stopped
 
@@ -50,6 +50,39 @@ def option_parser(description: str, prog: str | None = None) -> argparse.Argumen
     """The parser every command line starts from: ``--help`` shows each option's default."""
     return argparse.ArgumentParser(prog=prog, description=description,
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+Presets = Mapping[str, Mapping[str, object]]  # preset name -> {option name (dest): value}
+
+
+def parse_with_presets(parser: argparse.ArgumentParser, argv, presets: Presets | Callable[[dict], Presets]
+                       ) -> tuple[argparse.Namespace, set[str]]:
+    """Every command's one way to apply ``--preset NAME``: defaults < the preset's values < the command line.
+
+    ``presets`` maps a preset name to option values (by ``dest``; a value may also set a name that has no
+    option); it may be a function of the options given on the command line when the presets depend on
+    one of them (e.g. a segmenter's architecture). An option that adds to a list (``action="append"``)
+    adds to the preset's list, as it adds to its default. Returns the options and the names the command
+    line set, where a ``--preset`` given on the command line counts as setting every value it holds.
+    """
+    # argparse fills in a default only where the namespace has no value yet; an action that adds to a value
+    # (append, count) starts from None instead
+    unset = object()
+    adding = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction)
+    starts = {action.dest: None if isinstance(action, adding) else unset
+              for action in parser._actions if action.dest != "help"}
+    given = vars(parser.parse_args(argv, namespace=argparse.Namespace(**starts)))
+    given = {key: value for key, value in given.items() if value is not starts[key]}
+    dests = set(starts)
+    defaults = {dest: parser.get_default(dest) for dest in dests if parser.get_default(dest) is not argparse.SUPPRESS}
+    table = presets(given) if callable(presets) else presets
+    name = given.get("preset", defaults.get("preset"))
+    values = dict(table.get(name, {})) if name is not None else {}
+    options = {**defaults, **values, **given}
+    for action in parser._actions:
+        if isinstance(action, argparse._AppendAction) and action.dest in given:
+            options[action.dest] = list(values.get(action.dest, defaults.get(action.dest)) or []) + given[action.dest]
+    return argparse.Namespace(**options), set(given) | (set(values) if "preset" in given else set())
 
 
 def flag(name: str) -> str:

@@ -1,4 +1,4 @@
-"""The mIoU of later labels->photo work: DRN-D-105 (:mod:`eval.scorers.drn`) under an explicit protocol.
+"""The mIoU of later labels->photo work: DRN-D-105 (:mod:`eval.segmenters.drn`) under an explicit protocol.
 
 Protocols (``evaluate.py --drn-protocol``):
 
@@ -23,8 +23,8 @@ from PIL import Image
 
 from common.amp import autocast
 from data.images import read_rgb
-from eval.fcn_score import EvalSet, check_image_folder, open_eval_set
-from eval.scorers.base import Segmenter, from_uint8
+from eval.eval_sets import EvalSet, check_image_folder, open_eval_set
+from eval.segmenters.base import Segmenter, from_uint8
 
 DRN_PROTOCOLS = {
     "gan_compression": "GAN Compression's cityscapes_mIoU.py: DRN at the generated size, its log-softmax "

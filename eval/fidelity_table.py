@@ -4,23 +4,41 @@
   with the one line saying why FID/KID are skipped, and every set checked against KID's subset size;
 * :func:`fidelity_entry` - results.json's ``fidelity`` entry: per image set FID, KID and KID's std over
   subsets against the real val photos of its dataset at the same size; rows per method (mean ± sample
-  std over its runs, :func:`eval.statistics.summarize`); a floor row per dataset (as many of its real
+  std over its runs, :func:`experiments.study.statistics.summarize`); a floor row per dataset (as many of its real
   training photos as it has val frames, evenly spaced, against its real val photos, at the same size).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.progress import progress
-from eval.fcn_score import EvalSet
+from eval.eval_sets import EvalSet
 from eval.fidelity import InceptionFeatures, check_kid_size, fid, find_inception_weights, kid, skip_line
-from eval.scorers.base import to_uint8
+from eval.markdown import markdown_table, summary_cell
+from eval.segmenters.base import to_uint8
 from eval.sources import ImageSource, method_order
-from eval.statistics import summarize
+from eval.tables import summarize
 
 COLUMNS = (("fid", "FID"), ("kid", "KID"), ("kid_subset_std", "KID std over subsets"))
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """What evaluate.py's --fid/--kid compute and with what (its options of the same names)."""
+    fid: bool = False
+    kid: bool = False
+    inception_weights: str | None = None
+    inception_cache: str | None = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 100
+    batch_size: int = 8
+
+    @property
+    def wanted(self) -> bool:
+        return self.fid or self.kid
 
 
 def train_photos(evalset: EvalSet) -> tuple[list[int], object]:
@@ -35,37 +53,38 @@ def train_photos(evalset: EvalSet) -> tuple[list[int], object]:
     return indices, (to_uint8(dataset[i]["target"]) for i in indices)
 
 
-def prepare_fidelity(args, sources: list[ImageSource], evalsets: dict[Path, EvalSet], device):
+def prepare_fidelity(config: FidelityConfig, sources: list[ImageSource], evalsets: dict[Path, EvalSet], device):
     """(InceptionFeatures, where its weights came from) for ``--fid``/``--kid``, or None (not asked, or
     no weights: one line printed).
     With ``--kid`` every image set and training split must hold a KID subset (EvalError otherwise)."""
-    if not (args.fid or args.kid):
+    if not config.wanted:
         return None
-    weights, origin = find_inception_weights(args.inception_weights)
+    weights, origin = find_inception_weights(config.inception_weights)
     if weights is None:
         print(skip_line(origin))
         return None
-    if args.kid:
+    if config.kid:
         for source in sources:
             what = source.images or f"{source.checkpoint} (the val images it generates)"
-            check_kid_size(len(evalsets[source.dataroot.resolve()]), args.kid_subset_size, f"{what}")
+            check_kid_size(len(evalsets[source.dataroot.resolve()]), config.kid_subset_size, f"{what}")
         for root, evalset in evalsets.items():
-            check_kid_size(len(evalset), args.kid_subset_size, f"{root} (val photos)")
-            check_kid_size(len(train_photos(evalset)[0]), args.kid_subset_size, f"{root} (train photos)")
-    return InceptionFeatures(weights, device, args.batch_size, args.inception_cache), origin
+            check_kid_size(len(evalset), config.kid_subset_size, f"{root} (val photos)")
+            check_kid_size(len(train_photos(evalset)[0]), config.kid_subset_size, f"{root} (train photos)")
+    return InceptionFeatures(weights, device, config.batch_size, config.inception_cache), origin
 
 
-def distances(features, real, args) -> dict:
+def distances(features, real, config: FidelityConfig) -> dict:
     """FID / KID / KID's std over subsets of ``features`` against ``real`` (only those asked for)."""
     out = {}
-    if args.fid:
+    if config.fid:
         out["fid"] = fid(features, real)
-    if args.kid:
-        out.update(kid(features, real, args.kid_subsets, args.kid_subset_size))
+    if config.kid:
+        out.update(kid(features, real, config.kid_subsets, config.kid_subset_size))
     return out
 
 
-def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets: dict[Path, EvalSet], args) -> dict:
+def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets: dict[Path, EvalSet],
+                   config: FidelityConfig) -> dict:
     """results.json's ``fidelity``: weights, settings, per image set and per row."""
     from data.images import read_rgb
     several_roots = len(evalsets) > 1
@@ -80,7 +99,7 @@ def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets:
         bar.close()
         method = "Real train vs real val (floor)" + (f" ({root.name})" if several_roots else "")
         floor.append({"method": method, "dataroot": str(root), "train_photos": indices,
-                      "scores": distances(train, real[root], args)})
+                      "scores": distances(train, real[root], config)})
     image_sets = []
     for source in sources:
         root = source.dataroot.resolve()
@@ -89,7 +108,7 @@ def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets:
         features = extractor((read_rgb(source.images / f"{name}.png") for name in evalset.names), bar)
         bar.close()
         image_sets.append({"label": source.label, "method": source.method, "seed": source.seed,
-                           "dataroot": str(root), "scores": distances(features, real[root], args)})
+                           "dataroot": str(root), "scores": distances(features, real[root], config)})
     if extractor.cache is not None:
         print(f"Inception features: {extractor.cache_hits} of {2 * len(evalsets) + len(sources)} image sets read "
               f"from the cache {extractor.cache.folder}", flush=True)
@@ -103,8 +122,21 @@ def fidelity_entry(extractor, origin: str, sources: list[ImageSource], evalsets:
              for f in floor]
     sizes = ", ".join(sorted({f"{e.size}x{e.size}" for e in evalsets.values()}))
     frames = ", ".join(f"{len(e)} val frames" for e in evalsets.values())
-    kid_note = f"; KID: {args.kid_subsets} subsets of {args.kid_subset_size}" if args.kid else ""
+    kid_note = f"; KID: {config.kid_subsets} subsets of {config.kid_subset_size}" if config.kid else ""
     title = (f"FID/KID by torch-fidelity's InceptionV3 (generated vs real val photos at {sizes}; {frames}"
              f"{kid_note})")
-    return {"title": title, "weights": origin, "columns": keys, "kid_subsets": args.kid_subsets,
-            "kid_subset_size": args.kid_subset_size, "rows": rows, "image_sets": image_sets, "floor": floor}
+    return {"title": title, "weights": origin, "columns": keys, "kid_subsets": config.kid_subsets,
+            "kid_subset_size": config.kid_subset_size, "rows": rows, "image_sets": image_sets, "floor": floor}
+
+
+def fidelity_markdown(entry: dict) -> str:
+    """The FID/KID table of :func:`fidelity_entry` in Markdown: a line per method (mean ± std over its runs), the
+    floor row(s), and the weights used under it."""
+    names = dict(COLUMNS)
+    digits = {"fid": 2, "kid": 4, "kid_subset_std": 4}
+    lines = [[row["method"] + (f" ({len(row['runs'])} runs)" if len(row["runs"]) > 1 else "")]
+             + [summary_cell(row[key], digits[key]) for key in entry["columns"]] for row in entry["rows"]]
+    table = markdown_table(["Method", *(names[key] for key in entry["columns"])], lines, entry["title"])
+    note = "KID std over subsets: a run's spread over its subsets (mean over runs)" if "kid" in entry["columns"] \
+        else ""
+    return "\n\n".join([table, f"InceptionV3 weights {entry['weights']}." + (f" {note}." if note else "")])

@@ -10,60 +10,47 @@
 * ``drn_d_105``: fyu/drn's DRN-D-105 Cityscapes file ``drn-d-105_ms_cityscapes.pth`` (the mIoU scorer of
   SPADE, GAN Compression and later work).
 
-Each importer reads the original file, builds our network with those weights and returns it with its
-metadata; this command writes the result with :func:`eval.segmenters.save_segmenter`, which
-:func:`eval.segmenters.load_segmenter` reads back. Neither Caffe nor TensorFlow is needed. Bad input
-(not that model, a missing layer or variable, a blob of the wrong shape) is one line on stderr naming the
-file and what is wrong, exit status 2; an existing output is replaced only with ``--overwrite``.
+Each importer (the registry's, :mod:`eval.segmenters.registry`) reads the original file, builds our network
+with those weights and returns it with its metadata; this command writes the result with
+:func:`eval.segmenters.files.save_segmenter`, which :func:`eval.segmenters.load_segmenter` reads back.
+Neither Caffe nor TensorFlow is needed. Bad input (not that model, a missing layer or variable, a blob of
+the wrong shape) is one line on stderr naming the file and what is wrong, exit status 2; an existing
+output is replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from common.command_line import option_parser, run_main
 from common.outputs import check_apart
 from eval import EvalError
-from eval.scorers.caffe_fcn8s import import_caffemodel
-from eval.scorers.dpc_xception71 import import_model_zoo
-from eval.scorers.drn import import_drn
-from eval.segmenters import save_segmenter
-
-# arch -> the function that reads the original file (its path) and returns (Segmenter, metadata).
-IMPORTERS = {
-    "fcn8s_caffe": import_caffemodel,
-    "dpc_xception71": import_model_zoo,
-    "drn_d_105": import_drn,
-}
+from eval.segmenters.files import save_segmenter
+from eval.segmenters.registry import IMPORTED, REGISTRY
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = option_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("arch", choices=list(IMPORTERS), help="which original scorer SOURCE holds")
-    parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder; DRN .pth)")
-    parser.add_argument("--out", type=Path, required=True, help="segmenter file to write (.pt)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    return parser.parse_args(argv)
+def import_segmenter(arch: str, source: Path, out: Path, overwrite: bool) -> str:
+    """Write the segmenter file ``out`` from the original file ``source`` of ``arch``; the line that says so."""
+    check_apart({"--out": out}, {source: "SOURCE"})  # the output rule (common.outputs)
+    if out.exists() and not overwrite:
+        raise EvalError(f"{out}: exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise EvalError(f"{out}: is a folder; --out names the segmenter file to write")
+    if not source.exists():
+        raise EvalError(f"{source}: not found")
+    model, metadata = REGISTRY[arch].importer(source)
+    save_segmenter(out, model, metadata)
+    return f"wrote segmenter {out} ({metadata['display_name']})"
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_main(lambda: import_segmenter(args))
-
-
-def import_segmenter(args: argparse.Namespace) -> str:
-    """Write the segmenter file; the line that says so."""
-    check_apart({"--out": args.out}, {args.source: "SOURCE"})  # the output rule (common.outputs)
-    if args.out.exists() and not args.overwrite:
-        raise EvalError(f"{args.out}: exists; pass --overwrite to replace it")
-    if args.out.is_dir():
-        raise EvalError(f"{args.out}: is a folder; --out names the segmenter file to write")
-    if not args.source.exists():
-        raise EvalError(f"{args.source}: not found")
-    model, metadata = IMPORTERS[args.arch](args.source)
-    save_segmenter(args.out, model, metadata)
-    return f"wrote segmenter {args.out} ({metadata['display_name']})"
+    parser = option_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("arch", choices=IMPORTED, help="which original scorer SOURCE holds")
+    parser.add_argument("source", type=Path, help="the original file (caffemodel; model-zoo tarball or folder; DRN .pth)")
+    parser.add_argument("--out", type=Path, required=True, help="segmenter file to write (.pt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = parser.parse_args(argv)
+    return run_main(lambda: import_segmenter(args.arch, args.source, args.out, args.overwrite))
 
 
 if __name__ == "__main__":

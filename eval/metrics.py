@@ -23,7 +23,7 @@ column.
 :func:`fast_hist` / :class:`FastHistMeter` / :func:`fast_hist_scores` reproduce the reference script
 (``fast_hist`` and ``get_scores``) bit for bit, quirks included, to match numbers published with it.
 
-Numbers only: their Markdown tables are :mod:`eval.report`'s.
+Numbers only (and :data:`METRICS`, their names in the paper's tables): their Markdown is :mod:`eval.markdown`'s.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+METRICS = (("pixel_acc", "Per-pixel acc."), ("class_acc", "Per-class acc."), ("class_iou", "Class IOU"))
 
 def _out_of_range_error(name: str, values: torch.Tensor, bad: torch.Tensor, allowed: str) -> ValueError:
     example = int(values[bad].flatten()[0])

@@ -4,8 +4,8 @@
 * :func:`find_runs` - the training runs under a checkpoints folder (``options.json`` and ``latest.pt``);
 * :func:`given_sources` - ``--generator`` files and ``--images`` folders;
 * :func:`open_eval_sets` - the validation frames of every dataset the sources use, image folders checked;
-* :func:`optimizer_name` / :func:`method_order` - table rows named and ordered as the paper's
-  (Adam, TRAdam, SGD, TRSGD, then the others by name).
+* :func:`method_order` - table rows ordered as the paper's (the optimizers of :mod:`gan.optimizers` in its
+  order, then the others by name).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from common.checkpoint import CheckpointError
 from eval import EvalError
-from eval.fcn_score import EvalSet, check_image_folder, open_eval_set
+from eval.eval_sets import EvalSet, check_image_folder, open_eval_set
+from gan import run_files
+from gan.optimizers import OPTIMIZERS, optimizer_label
 
-OPTIMIZER_NAMES = {"adam": "Adam", "tradam": "TRAdam", "sgd": "SGD", "trsgd": "TRSGD"}
 SEGMENTER_DIR = "segmenters"  # the folder of trained segmenters inside the checkpoints folder
 
 
@@ -35,13 +35,9 @@ class ImageSource:
     note: str = ""
 
 
-def optimizer_name(optim) -> str:
-    return OPTIMIZER_NAMES.get(str(optim).lower(), str(optim))
-
-
 def method_order(methods: list[str]) -> list[str]:
     """The distinct ``methods``: the paper's optimizers first, in its order, then the others by name."""
-    known = list(OPTIMIZER_NAMES.values())
+    known = [spec.label for spec in OPTIMIZERS.values()]
     return sorted(set(methods), key=lambda m: (known.index(m) if m in known else len(known), m))
 
 
@@ -93,7 +89,7 @@ def find_runs(checkpoints: Path, only: list[str] | None = None) -> list[ImageSou
         check_direction(options, options_path)
         if "dataroot" not in options or "optim" not in options:
             raise EvalError(f"{options_path}: no 'dataroot' or 'optim' entry")
-        runs.append(ImageSource(label=folder.name, method=optimizer_name(options["optim"]),
+        runs.append(ImageSource(label=folder.name, method=optimizer_label(options["optim"]),
                                 dataroot=Path(options["dataroot"]), seed=options.get("seed"),
                                 checkpoint=latest, note=_progress_note(latest)))
     if not runs:
@@ -105,12 +101,12 @@ def find_runs(checkpoints: Path, only: list[str] | None = None) -> list[ImageSou
 def _progress_note(checkpoint: Path) -> str:
     """'' for a finished run, else a short note (the epoch it reached), read without loading tensors."""
     try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
+        summary = run_files.summarize(checkpoint)
+    except CheckpointError:
         return ""  # load_generator will report an unreadable file
-    if not isinstance(obj, dict) or obj.get("finished", True):
+    if summary.finished is None or summary.finished:
         return ""
-    return f"unfinished, epoch {obj.get('epoch', '?')}"
+    return f"unfinished, epoch {summary.epoch if summary.epoch is not None else '?'}"
 
 
 def _unique(label: str, taken: set[str]) -> str:
@@ -127,11 +123,12 @@ def default_dataroot() -> Path:
     return Path(default_dataset())
 
 
-def given_sources(args) -> list[ImageSource]:
-    """ImageSources for ``args.generator`` files and ``args.images`` folders (evaluate.py's options:
-    ``dataroot``, and ``netG``, ``norm``, ``ngf`` for a bare reference generator state_dict)."""
+def given_sources(generators: list, images: list, dataroot: str | None, generator_kwargs: dict) -> list[ImageSource]:
+    """ImageSources for generator files and image folders (evaluate.py's --generator, --images) on
+    ``dataroot`` (None: a generator's run's, else the built-in city); ``generator_kwargs`` build a bare
+    reference generator state_dict (name, norm, ngf)."""
     sources, taken = [], set()
-    for path in map(Path, args.generator):
+    for path in map(Path, generators):
         if not path.is_file():
             raise EvalError(f"{path}: generator checkpoint not found")
         options_path = path.parent / "options.json"
@@ -140,18 +137,18 @@ def given_sources(args) -> list[ImageSource]:
             check_direction(options, options_path)
         label = path.parent.name if path.stem in ("latest", "latest_net_G") and path.parent.name else path.stem
         label = _unique(label, taken)
-        dataroot = Path(args.dataroot) if args.dataroot else (
+        root = Path(dataroot) if dataroot else (
             Path(options["dataroot"]) if "dataroot" in options else default_dataroot())
-        method = optimizer_name(options["optim"]) if "optim" in options else label
-        sources.append(ImageSource(label, method, dataroot, options.get("seed"), checkpoint=path,
-                                   generator_kwargs={"name": args.netG, "norm": args.norm, "ngf": args.ngf}))
-    for folder in map(Path, args.images):
+        method = optimizer_label(options["optim"]) if "optim" in options else label
+        sources.append(ImageSource(label, method, root, options.get("seed"), checkpoint=path,
+                                   generator_kwargs=dict(generator_kwargs)))
+    for folder in map(Path, images):
         if not folder.is_dir():
             raise EvalError(f"{folder}: image folder not found")
         named = folder.parent if folder.name == "images" else folder
         label = _unique(named.resolve().name, taken)
-        dataroot = Path(args.dataroot) if args.dataroot else default_dataroot()
-        sources.append(ImageSource(label, label, dataroot, images=folder))
+        root = Path(dataroot) if dataroot else default_dataroot()
+        sources.append(ImageSource(label, label, root, images=folder))
     return sources
 
 

@@ -23,7 +23,8 @@ import re
 import torch
 from torch import nn
 
-from common.checkpoint import FORMAT_VERSION, CheckpointError, describe_names, load_checkpoint, nonfinite_entries
+from common.checkpoint import CheckpointError, describe_names, nonfinite_entries
+from gan.run_files import generator_entry
 
 NORMS = ("batch", "instance", "syncbatch", "none")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
@@ -426,20 +427,10 @@ def load_generator(path: str | os.PathLike, name: str = "unet_256", norm: str = 
     call ``.eval()`` for running statistics and no dropout. Raises CheckpointError naming the file when
     it cannot be read, holds no generator, holds non-finite values, or does not match the architecture.
     """
-    obj = load_checkpoint(path)
-    if "format_version" in obj:  # one of our checkpoints
-        if obj["format_version"] > FORMAT_VERSION:
-            raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is newer than this code "
-                                  f"understands ({FORMAT_VERSION})")
-        if "netG" not in obj or "netG_config" not in obj:
-            raise CheckpointError(f"{path}: checkpoint holds no generator (netG and netG_config expected)")
-        config = dict(obj["netG_config"])
-        state = obj["netG"]
-        reference_file = False
-    else:  # a bare state_dict
+    config, state = generator_entry(path)
+    reference_file = config is None
+    if reference_file:
         config = dict(kwargs, name=name, norm=norm)
-        state = obj
-        reference_file = True
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a generator checkpoint or state_dict (values are not all tensors)")
 

@@ -4,8 +4,7 @@ One step on a pair (a, b), as the reference trainer does it:
   1. one forward of G: fake = G(a);
   2. D step: loss_D = ½·(GAN(D(a, fake.detach()), fake) + GAN(D(a, b), real));
   3. G step with D frozen: loss_G = GAN(D(a, fake), real) + λ_L1·‖fake − b‖₁ (D re-run on the same fake).
-The optimizer of each network is chosen by name (adam, tradam, sgd, trsgd); TRAdam replaces Adam with
-the same lr and betas, which is the paper's only change.
+The optimizer of each network is chosen by name from :mod:`gan.optimizers`.
 """
 from __future__ import annotations
 
@@ -19,45 +18,7 @@ from torch import nn
 from common.distributed import wrap_ddp
 from gan.losses import GANLoss
 from gan.networks import build_discriminator, build_generator
-from tralgo import TRAdam, TRSGD
-
-OPTIMIZERS = ("adam", "tradam", "sgd", "trsgd")
-
-
-@dataclass
-class OptimConfig:
-    """Which optimizer and its settings (the paper: lr 2e-4, β (0.5, 0.999), λ = 0.1, S = 10)."""
-
-    name: str = "adam"
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    momentum: float = 0.9  # sgd / trsgd only
-    prox: float = 0.1  # λ
-    inner_steps: int = 10  # S
-    prox_mode: str = "paper"
-    inner_decay: bool = True
-    fused: bool | None = None  # None: torch's fused kernels where the parameters allow them
-
-
-def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimizer called ``config.name`` over ``params``."""
-    params = list(params)
-    betas = (config.beta1, config.beta2)
-    fused = config.fused
-    if fused is None:  # torch's fused kernels exist for float tensors on cpu and cuda
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    tr = dict(prox=config.prox, inner_steps=config.inner_steps, prox_mode=config.prox_mode,
-              inner_decay=config.inner_decay)
-    if config.name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=betas, fused=fused or None)
-    if config.name == "tradam":
-        return TRAdam(params, lr=config.lr, betas=betas, fused=fused, **tr)
-    if config.name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=fused or None)
-    if config.name == "trsgd":
-        return TRSGD(params, lr=config.lr, momentum=config.momentum, fused=fused, **tr)
-    raise ValueError(f"unknown optimizer {config.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+from gan.optimizers import OptimConfig, build_optimizer
 
 
 @dataclass

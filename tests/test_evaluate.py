@@ -14,8 +14,9 @@ from PIL import Image
 
 import evaluate
 import train
-from eval.segmenters import build_segmenter, load_segmenter, save_segmenter, segmenter_metadata
 from common.checkpoint import save_atomic
+from eval.segmenters.files import load_segmenter, save_segmenter, segmenter_metadata
+from eval.segmenters.registry import build_segmenter
 from gan.networks import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,7 +223,7 @@ def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, 
     full-resolution labels; channel-20 predictions are errors, or fast_hist's quirks with --fast-hist."""
     from data.cityscapes import label_ids_to_train_ids
     from eval.import_segmenter import main as import_main
-    from tests.caffemodel_writer import fcn8s_weights, write_caffemodel
+    from tests.eval.segmenters.caffemodel_writer import fcn8s_weights, write_caffemodel
 
     checkpoints, root = evaluated["checkpoints"], evaluated["root"]
     caffemodel = write_caffemodel(tmp_path / "fcn-8s-cityscapes.caffemodel",
@@ -378,7 +379,7 @@ def official_val_labels(root: Path) -> list[np.ndarray]:
 def drn_segmenters(tmp_path_factory):
     """A segmenter folder holding DRN-D-105 imported from a random-valued file in the published layout."""
     from eval.import_segmenter import main as import_main
-    from tests.test_drn import random_state
+    from tests.eval.segmenters.test_drn import random_state
     folder = tmp_path_factory.mktemp("drn")
     torch.save(random_state(seed=3), folder / "drn-d-105_ms_cityscapes.pth")
     assert import_main(["drn_d_105", str(folder / "drn-d-105_ms_cityscapes.pth"), "--out",
@@ -428,11 +429,11 @@ def test_drn_d_105_miou_under_gan_compression_and_at_the_generated_size(evaluate
 
 
 def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated, tmp_path, monkeypatch, capsys):
-    from eval import fidelity
-    from eval.scorers.base import to_uint8
     from data.aligned import AlignedDataset
-    from tests.inception_writer import write_random_inception
-    from tests.test_fidelity import frechet_by_scipy
+    from eval import fidelity
+    from eval.segmenters.base import to_uint8
+    from tests.eval.inception_writer import write_random_inception
+    from tests.eval.test_fidelity import frechet_by_scipy
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
     weights = write_random_inception(tmp_path / "random-inception.pth")
@@ -473,7 +474,7 @@ def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated
 
 def test_fidelity_only_jobs_fill_a_cache_the_full_evaluation_reads_back(evaluated, tmp_path, monkeypatch, capsys):
     from eval import fidelity
-    from tests.inception_writer import write_random_inception
+    from tests.eval.inception_writer import write_random_inception
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
     weights, cache = write_random_inception(tmp_path / "random-inception.pth"), tmp_path / "cache"
@@ -514,7 +515,7 @@ def test_fid_kid_skipped_with_one_line_where_the_weights_cannot_be_had(evaluated
 
 def test_fid_kid_bad_input_is_one_line_before_any_generation(evaluated, tmp_path, monkeypatch, capsys):
     from eval import fidelity
-    from tests.inception_writer import write_random_inception
+    from tests.eval.inception_writer import write_random_inception
     monkeypatch.setattr(fidelity, "download", lambda *a, **k: pytest.fail("no test downloads anything"))
     base = ["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "--device", "cpu",
             "--out", str(tmp_path / "out")]

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import train
-from gan.schedule import lr_factor
-from gan.train_options import build_configs, parse_args
+import training.run
 from common.checkpoint import load_checkpoint
 from common.files import file_sha256
+from training.options import build_configs, parse_args
+from training.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load-size", "36", "--crop-size", "32",
@@ -364,7 +365,7 @@ torch.autograd._unsafe_preserve_version_counter = lambda tensors: contextlib.nul
 import train
 rank = int(os.environ["RANK"])
 {extra}
-from gan.train_options import parse_args
+from training.options import parse_args
 args = parse_args(sys.argv[1:])
 model = train.train(args)
 torch.save({{"G": model.netG.state_dict(), "D": model.netD.state_dict()}}, {out!r} + f"/rank{{rank}}.pt")
@@ -544,9 +545,10 @@ def test_epoch_files_hold_weights_only_keep_full_keeps_the_last_k_and_both_forma
                                                                                         capsys):
     """epoch_<NNN>.pt: G and D with their configs, no optimizer or RNG state; --keep-full 1: the newest
     complete state as full_<NNN>.pt, resumable. What evaluation and the study's learning curves read
-    (gan.networks.load_generator, eval.study.epoch_checkpoints) takes these and the former full epoch files."""
-    from eval.study import epoch_checkpoints, run_length
+    (gan.networks.load_generator, gan.run_files.epoch_files) takes these and the former full epoch files."""
+    from experiments.study.runs import run_length
     from gan.networks import load_generator
+    from gan.run_files import epoch_files as epoch_checkpoints
     run = tmp_path / "tradam_seed0"
     assert train.main(tiny_args(synthetic_root, tmp_path, "--n-epochs", "2", "--n-epochs-decay", "1",
                                 "--save-epoch-freq", "1", "--keep-full", "2")) == 0
@@ -590,9 +592,9 @@ def test_one_device_decision_from_the_command_line_before_the_process_group(synt
     from common.device import decide_device
     assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "1", "--device", "cpu")) == 0
     calls = []
-    real_decide, real_init = train.decide_device, train.init_from_environment
-    monkeypatch.setattr(train, "decide_device", lambda *a: calls.append(("decide", a)) or real_decide(*a))
-    monkeypatch.setattr(train, "init_from_environment", lambda d: calls.append(("init", d)) or real_init(d))
+    real_decide, real_init = training.run.decide_device, training.run.init_from_environment
+    monkeypatch.setattr(training.run, "decide_device", lambda *a: calls.append(("decide", a)) or real_decide(*a))
+    monkeypatch.setattr(training.run, "init_from_environment", lambda d: calls.append(("init", d)) or real_init(d))
     assert train.main(["--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--max-steps",
                        "2"]) == 0
     assert calls == [("decide", ("auto", 1, 0)), ("init", torch.device("cpu"))]
@@ -624,8 +626,8 @@ def restore_determinism(monkeypatch):
 def test_deterministic_sets_every_switch_before_the_device_is_touched(synthetic_root, tmp_path, monkeypatch,
                                                                       restore_determinism):
     order = []
-    real_decide = train.decide_device
-    monkeypatch.setattr(train, "decide_device", lambda *a: order.append(
+    real_decide = training.run.decide_device
+    monkeypatch.setattr(training.run, "decide_device", lambda *a: order.append(
         ("decide", os.environ.get("CUBLAS_WORKSPACE_CONFIG"), torch.are_deterministic_algorithms_enabled()))
         or real_decide(*a))
     assert train.main(tiny_args(synthetic_root, tmp_path, "--max-steps", "2", "--deterministic")) == 0
@@ -636,7 +638,7 @@ def test_deterministic_sets_every_switch_before_the_device_is_touched(synthetic_
     for deterministic, benchmark in ((False, True), (True, False)):
         torch.backends.cudnn.benchmark = False
         options = parse_args(["--deterministic"] if deterministic else [])
-        train.adapt_to_device(train.Run(options, None, torch.device("cuda", 0), 0, 1, 2e-4, {}))
+        training.run.adapt_to_device(training.run.Run(options, None, torch.device("cuda", 0), 0, 1, 2e-4, {}))
         assert torch.backends.cudnn.benchmark is benchmark
 
 
@@ -661,7 +663,7 @@ def test_channels_last_never_uses_torchs_layout_blind_fused_kernels():
         if optim == "adam":
             q = torch.nn.Parameter(w.clone(memory_format=torch.preserve_format))
             q.grad = p.grad.clone()
-            from gan.pix2pix import build_optimizer
+            from gan.optimizers import build_optimizer
             config.lr = 0.1
             build_optimizer([q], config).step()
             torch.testing.assert_close(q.detach(), expected, rtol=1e-4, atol=1e-4)

@@ -77,6 +77,32 @@ class _HParams:
         self.__dict__.update(kwargs)
 
 
+def tensorflow1_stand_ins(real_tf, tf_slim) -> dict:
+    """The modules TensorFlow 1 code imports (``tensorflow`` as ``compat.v1``, ``tensorflow.contrib``), by
+    their names, made of TensorFlow 2's compat layer and tf-slim."""
+    tf1 = real_tf.compat.v1
+    contrib = types.ModuleType("tensorflow.contrib")
+    contrib.slim = tf_slim
+    contrib.framework = tf_slim
+    contrib.layers = tf_slim
+    contrib.quantize = None            # quantised export only
+    contrib.training = types.SimpleNamespace(HParams=_HParams)
+    contrib_layers_layers = types.ModuleType("tensorflow.contrib.layers.python.layers")
+    contrib_layers_layers.layers = sys.modules["tf_slim.layers.layers"]
+    contrib_layers_layers.utils = sys.modules["tf_slim.layers.utils"]
+    return {
+        "tensorflow": tf1,
+        "tensorflow.compat": real_tf.compat,
+        "tensorflow.compat.v1": tf1,
+        "tensorflow.contrib": contrib,
+        "tensorflow.contrib.slim": tf_slim,
+        "tensorflow.contrib.slim.nets": sys.modules["tf_slim.nets"],
+        "tensorflow.contrib.layers": tf_slim,
+        "tensorflow.contrib.layers.python": types.ModuleType("tensorflow.contrib.layers.python"),
+        "tensorflow.contrib.layers.python.layers": contrib_layers_layers,
+    }
+
+
 def import_deeplab(research: Path):
     """DeepLab's ``common``, ``model`` and ``export_model`` modules, imported from ``research`` as they
     are, with TensorFlow 1 names supplied in memory while they import."""
@@ -90,32 +116,13 @@ def import_deeplab(research: Path):
     import tf_slim.layers.utils
     import tf_slim.nets.resnet_utils
     from tensorflow.python.tools import freeze_graph  # noqa: F401  (imported with the real package)
-
     from tensorflow.python.util import deprecation
     deprecation._PRINT_DEPRECATION_WARNINGS = False   # TF1 code: hundreds of deprecation notices
     tf1 = real_tf.compat.v1
     tf1.disable_v2_behavior()
     tf1.logging.set_verbosity(tf1.logging.ERROR)
-    contrib = types.ModuleType("tensorflow.contrib")
-    contrib.slim = tf_slim
-    contrib.framework = tf_slim
-    contrib.layers = tf_slim
-    contrib.quantize = None            # quantised export only
-    contrib.training = types.SimpleNamespace(HParams=_HParams)
-    contrib_layers_layers = types.ModuleType("tensorflow.contrib.layers.python.layers")
-    contrib_layers_layers.layers = sys.modules["tf_slim.layers.layers"]
-    contrib_layers_layers.utils = sys.modules["tf_slim.layers.utils"]
-    stand_ins = {
-        "tensorflow": tf1,
-        "tensorflow.compat": real_tf.compat,
-        "tensorflow.compat.v1": tf1,
-        "tensorflow.contrib": contrib,
-        "tensorflow.contrib.slim": tf_slim,
-        "tensorflow.contrib.slim.nets": sys.modules["tf_slim.nets"],
-        "tensorflow.contrib.layers": tf_slim,
-        "tensorflow.contrib.layers.python": types.ModuleType("tensorflow.contrib.layers.python"),
-        "tensorflow.contrib.layers.python.layers": contrib_layers_layers,
-    }
+    stand_ins = tensorflow1_stand_ins(real_tf, tf_slim)
+    contrib = stand_ins["tensorflow.contrib"]
     saved = {name: sys.modules.get(name) for name in stand_ins}
     had_contrib = hasattr(tf1, "contrib")
     sys.path[:0] = [str(research), str(research / "slim")]
@@ -271,8 +278,8 @@ def compare(segmenter_path: Path, images_path: Path, tf_outputs_path: Path) -> d
     import torch
 
     sys.path.insert(0, str(ROOT))  # this checkout's project, whatever else is installed
-    from eval.scorers.base import from_uint8
-    from eval.segmenters import load_segmenter
+    from eval.segmenters.base import from_uint8
+    from eval.segmenters.files import load_segmenter
 
     torch.set_num_threads(2)
     model, meta = load_segmenter(segmenter_path)

@@ -1,0 +1,154 @@
+"""The study's run records: each run's numbers in ``<out>/runs/<run>.json``, reused instead of training again.
+
+A run of the default study takes about ten minutes of one core, and its checkpoints weigh far more than
+its numbers. Once a run is trained and scored, :mod:`experiments.study.cli` keeps what the report needs of it (final
+FCN-scores by every scorer, validation L1, learning curve, gradient noise, length) in a small JSON record
+beside the report, so the study can be committed run by run and finished later, on another day or from a
+fresh clone of the same code.
+
+A record is reused only where it would come out the same, bit for bit:
+
+* its **key** matches this call's: the run's train.py options (but the folder they write to), the device
+  and CPU type, the torch version, the record format and a SHA-256 of the code that trains and scores
+  (:func:`code_sha256`: the syntax trees of the modules train.py and evaluate.py import, without their
+  docstrings, so a change of words keeps the records and a change of code makes them stale);
+* its **scorers** match this call's: the SHA-256 of each scorer's weights (:func:`weights_sha256`; a
+  rerun of the same scorer training on the same CPU type gives the same weights) and the same set of
+  scorers.
+
+A stale record is never read: its run is trained and scored again, and the record rewritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from pathlib import Path
+
+import torch
+
+from common.files import write_json
+from common.imports import code_digest
+
+RECORD_VERSION = 2
+REPO = Path(__file__).resolve().parents[2]
+
+
+def code_sha256(root: Path = REPO) -> str:
+    """What can move a run's numbers in the code: the syntax trees, without docstrings, of every module
+    ``train.py`` and ``evaluate.py`` import (:func:`common.imports.code_digest`). A docstring or comment
+    edit keeps it; a change of code they run changes it."""
+    return code_digest(root)
+
+
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors, in name order (a model's
+    identity; the file around it also holds metadata such as the training time)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (numbers can differ between CPU types; they are reported with it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """What the numbers of a run on ``device`` depend on: the GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def run_key(train_options: list[str], device: torch.device, code: str, data: str | None = None) -> dict:
+    """The key of a run's record (see the module docstring); ``code``: :func:`code_sha256`; ``data``: a
+    fingerprint of a given dataset's files (none for the built-in city, which the code defines)."""
+    options = list(train_options)
+    if "--checkpoints-dir" in options:
+        del options[options.index("--checkpoints-dir"):options.index("--checkpoints-dir") + 2]
+    return {"version": RECORD_VERSION, "train_options": options, "device": device.type,
+            "device_name": device_name(device), "torch": torch.__version__, "code_sha256": code, "data": data}
+
+
+def record_path(folder: Path, name: str) -> Path:
+    return folder / f"{name}.json"
+
+
+def _nan(value):
+    return math.nan if value is None else value
+
+
+def read_record(folder: Path, name: str) -> dict | None:
+    """The record of run ``name``, or None when there is none or it cannot be read (it is then redone). The
+    NaNs JSON stores as null are NaN again in its numbers (scores, curves, noise series)."""
+    path = record_path(folder, name)
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+            return None
+        record["val_l1"] = _nan(record["val_l1"])
+        for scores in [*record["final"].values(), *(s["ground_truth"] for s in record["scorers"].values())]:
+            scores.update({k: [_nan(x) for x in v] if k.startswith("per_class") else _nan(v)
+                           for k, v in scores.items() if k != "confusion"})
+        for series in [*record["curve"].values(), *record["noise"].values()]:
+            series[:] = [(step, _nan(value)) for step, value in series]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return record
+
+
+def write_record(folder: Path, record: dict) -> Path:
+    return write_json(record_path(folder, record["name"]), record)
+
+
+def matches(record: dict | None, key: dict, scorers: dict[str, str] | None = None) -> bool:
+    """Whether ``record`` holds this run's numbers: the same key and, when ``scorers`` ({arch: weights
+    SHA-256}) is given, the same scorers."""
+    if record is None or record.get("key") != key:
+        return False
+    if scorers is None:
+        return True
+    recorded = record.get("scorers", {})
+    return set(recorded) == set(scorers) and all(recorded[a].get("sha256") == h for a, h in scorers.items())
+
+
+class StoredRecords:
+    """The records of ``folder`` and what reusing one takes: this call's device, code and data (the key's
+    parts) and its scorer files, whose weights are hashed once, when first needed (after their training)."""
+
+    def __init__(self, folder: Path, device: str, code: str, data: str | None, scorer_files: dict[str, Path]):
+        self.folder, self.device, self.code, self.data = folder, device, code, data
+        self.scorer_files = scorer_files
+        self._scorer_hashes: dict[str, str] | None = None
+
+    def key(self, train_options: list[str]) -> dict:
+        from common.device import resolve_device
+        return run_key(train_options, resolve_device(self.device), self.code, self.data)
+
+    def scorer_hashes(self) -> dict[str, str]:
+        """{arch: weights SHA-256} of this call's scorers (their files must exist by now)."""
+        if self._scorer_hashes is None:
+            from common.checkpoint import load_checkpoint
+            self._scorer_hashes = {arch: weights_sha256(load_checkpoint(path)["state_dict"])
+                                   for arch, path in self.scorer_files.items()}
+        return self._scorer_hashes
+
+    def pending(self, name: str, train_options: list[str]) -> bool:
+        """Whether run ``name`` has a record of the same key, not yet checked against the scorers."""
+        record = read_record(self.folder, name)
+        return record is not None and matches(record, self.key(train_options))
+
+    def usable(self, name: str, train_options: list[str]) -> dict | None:
+        """The record of run ``name`` when it can be reused (same key, same scorers), else None."""
+        record = read_record(self.folder, name)
+        return record if record is not None and matches(record, self.key(train_options), self.scorer_hashes()) \
+            else None
