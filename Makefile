@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv study verify-dpc
+.PHONY: demo test venv study scorers verify-dpc
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,8 @@ verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n auto --durations=15
 
-# Finished runs and segmenters are reused; interrupted ones are resumed. The two runs and the two scorers
-# train side by side (JOBS at once, default: the cores; THREADS each, default 1), then evaluate.py. FID/KID
+# Finished runs are reused; interrupted ones are resumed. The two runs train side by side (JOBS at once,
+# default: the cores; THREADS each, default 1), then evaluate.py scores them with the shipped segmenters. FID/KID
 # need torch-fidelity's InceptionV3 file: cached, downloadable or INCEPTION_WEIGHTS=PATH; else one line says
 # they were skipped.
 JOBS ?=
@@ -47,6 +47,11 @@ INCEPTION_WEIGHTS ?=
 demo: $(VENV)/.installed
 	$(PY) -m experiments.demo $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS) \
 	  $(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS))
+
+# The demo's two segmenters, trained again into checkpoints/segmenters/demo/ (the shipped files make demo and
+# make study score with; neither trains them). Says how long it took.
+scorers: $(VENV)/.installed
+	$(PY) -m experiments.scorers $(if $(JOBS),--jobs $(JOBS)) --threads $(THREADS)
 
 # The seeds study (experiments/study/): Adam, TRAdam and its controls over 8 seeds, JOBS runs at once; writes
 # docs/study/. A run with a record in docs/study/runs/ of the same key and scorers is not trained again.

@@ -12,6 +12,7 @@ flipped byte that torch's zip reader does not notice).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -179,3 +180,14 @@ def describe_names(names: list[str], limit: int = 2) -> str:
     """``a, b and 5 more`` for a list of tensor names (for one-line messages)."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def weights_sha256(state_dict: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors, in name order (a model's
+    identity; the file around it also holds metadata such as the training time)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

@@ -125,3 +125,10 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory when it lies below it, else as it is (what files that are
+    kept or committed record: they name no machine's folders)."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative

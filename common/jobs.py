@@ -52,6 +52,14 @@ class JobFailed(InputError):
     """A job exited with a non-zero status; the message is one line naming it and its log."""
 
 
+def with_python_path(root: Path, env: dict | None = None) -> dict:
+    """``env`` (default: this process's environment) with ``root`` first on PYTHONPATH, so that jobs started
+    from any folder import the project of ``root``."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
+
+
 def default_jobs() -> int:
     """The number of cores this process may use."""
     try:

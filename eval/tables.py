@@ -29,10 +29,10 @@ from eval.segmenters.files import load_segmenter
 from eval.segmenters.registry import REGISTRY, default_path, make_command
 from eval.sources import ImageSource, method_order
 
-PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "deeplabv3plus_resnet18": "Table 3",
+PAPER_TABLES = {"fcn8s": "Table 2", "deeplabv3plus_xception71": "Table 3", "deeplabv3plus_resnet10t": "Table 3",
                 "fcn8s_caffe": "Table 2", "dpc_xception71": "Table 3", DRN_ARCH: "mIoU table"}
 TABLE_NOTES = {"deeplabv3plus_xception71": "our stand-in for the paper's DPC-xception71",
-               "deeplabv3plus_resnet18": "our stand-in for the paper's DPC-xception71"}
+               "deeplabv3plus_resnet10t": "our stand-in for the paper's DPC-xception71"}
 
 
 @dataclass

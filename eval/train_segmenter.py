@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.command_line import add_former_spelling, option_parser, parse_with_presets, run_main
 from eval import EvalError
+from eval.segmenters.files import STORAGE_DTYPES
 from eval.segmenters.registry import REGISTRY, TRAINED, default_path
 from eval.segmenters.training import TrainingOptions, train
 
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast, as train.py --amp (where the device has bf16: the CPU and CUDA from "
                              "Ampere on; elsewhere ignored)")
+    parser.add_argument("--weights-dtype", choices=sorted(STORAGE_DTYPES), default="float32",
+                        help="how the weights are stored: float16 halves the file (the shipped demo segmenters); they "
+                             "are rounded first, and the ground-truth row is scored with the rounded weights")
     add_former_spelling(parser, n_epochs, "--epochs")  # former spellings, hidden: a one-line note
     add_former_spelling(parser, num_workers, "--workers")
     return parser

@@ -2,8 +2,13 @@
 
 A file holds ``format_version``, ``kind: "segmenter"``, ``metadata`` (:func:`segmenter_metadata`:
 architecture, config, classes, input normalisation, training resolution, the data it was trained on, its
-own validation FCN-scores, how it was trained or where it was imported from) and ``state_dict``. Weights
-load from a local file only, with ``weights_only=True``.
+own validation FCN-scores, how it was trained or where it was imported from; ``weights_sha256`` and
+``storage_dtype``) and ``state_dict``. Weights load from a local file only, with ``weights_only=True``.
+
+Weights may be stored in float16 (``storage_dtype``, the shipped demo segmenters: half the bytes); they are
+loaded into the float32 network, and the network so loaded is the instrument: its own scores in the
+metadata were computed with the rounded weights. ``weights_sha256`` (:func:`common.checkpoint.weights_sha256`
+of the stored tensors) is checked at every load: a file whose weights changed after it was made is refused.
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic
+from common.checkpoint import (FORMAT_VERSION, describe_names, load_checkpoint, nonfinite_entries, save_atomic,
+                               weights_sha256)
 from eval import EvalError
 from eval.segmenters.base import IMAGENET_MEAN, IMAGENET_STD, Segmenter
 from eval.segmenters.registry import REGISTRY, build_segmenter, get_spec, make_config
@@ -37,9 +43,27 @@ def segmenter_metadata(model: Segmenter, class_names, train_resolution, trained_
     }
 
 
-def save_segmenter(path: str | os.PathLike, model: Segmenter, metadata: dict, extra: dict | None = None) -> Path:
-    """Write weights and metadata atomically (``extra``: e.g. the training state a latest.pt carries)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def stored_weights(model: Segmenter, storage_dtype: str = "float32") -> dict:
+    """The state_dict as it is stored: on the CPU, floating-point tensors in ``storage_dtype``."""
+    dtype = STORAGE_DTYPES[storage_dtype]
+    return {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
+            for k, v in model.state_dict().items()}
+
+
+def round_to_storage(model: Segmenter, storage_dtype: str) -> None:
+    """Give ``model`` the weights it will have once stored in ``storage_dtype`` and loaded back."""
+    model.load_state_dict(stored_weights(model, storage_dtype))
+
+
+def save_segmenter(path: str | os.PathLike, model: Segmenter, metadata: dict, extra: dict | None = None,
+                   storage_dtype: str = "float32") -> Path:
+    """Write weights (in ``storage_dtype``) and metadata atomically, with the weights' SHA-256 in the metadata
+    (``extra``: e.g. the training state a latest.pt carries)."""
+    state = stored_weights(model, storage_dtype)
+    metadata = {**metadata, "storage_dtype": storage_dtype, "weights_sha256": weights_sha256(state)}
     obj = {"format_version": FORMAT_VERSION, "kind": "segmenter", "metadata": metadata, "state_dict": state}
     obj.update(extra or {})
     return save_atomic(obj, path)
@@ -68,6 +92,10 @@ def load_segmenter(path: str | os.PathLike, arch: str | None = None,
     """The segmenter saved at ``path`` (in eval mode, on ``device``) and its metadata."""
     obj = read_segmenter_file(path, arch)
     meta = obj["metadata"]
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and weights_sha256(obj["state_dict"]) != recorded:
+        raise EvalError(f"{path}: its weights do not match the SHA-256 recorded in its metadata ({recorded[:12]}...); "
+                        f"the file changed after it was made: use an intact copy or make it again")
     bad = nonfinite_entries(obj["state_dict"])
     if bad:
         raise EvalError(f"{path}: the segmenter holds non-finite values ({describe_names(bad)}); its training "

@@ -7,8 +7,8 @@ The architectures (:mod:`eval.segmenters`):
 * ``deeplabv3plus_xception71``: segmentation-models-pytorch DeepLabV3+ on the timm ``xception71``
   encoder at output stride 16 (:mod:`eval.segmenters.deeplabv3plus`), our stand-in for DeepLab's
   DPC Xception-71 as a network we train;
-* ``deeplabv3plus_resnet18``: the same DeepLabV3+ on a ResNet-18 encoder, the demo's Table 3 segmenter
-  (it learns the 64-pixel built-in city in minutes on a CPU);
+* ``deeplabv3plus_resnet10t``: the same DeepLabV3+ on timm's ResNet-10-T encoder, the demo's Table 3
+  segmenter (it learns the 64-pixel built-in city in minutes on a CPU, and ships in 12 MB);
 * ``fcn8s_caffe``: pix2pix's own Caffe FCN-8s, imported from ``fcn-8s-cityscapes.caffemodel``
   (:mod:`eval.segmenters.caffe_fcn8s`); it does its own input handling as the reference script does;
 * ``dpc_xception71``: DeepLab's model-zoo DPC Xception-71, imported from its frozen graph
@@ -67,22 +67,24 @@ class SegmenterSpec:
         return f"python -m eval.train_segmenter --arch {self.name} --out {out}"
 
 
-# The demo's segmenters train in minutes on 2 CPU cores on the built-in synthetic city (64 px photos); both
-# must score the real photos above every generator (the seeds study checks it). DeepLabV3+ gets a ResNet-18
-# encoder and sees the photos upsampled to 128 px: at 64 px its output stride of 16 leaves a 4x4 map, and
-# Xception-71 from scratch does not train in minutes; with Xception-71 at 64 px (24 epochs) the generators'
-# smoother images outscored the real photos on pixel accuracy.
+# The demo's segmenters (shipped in checkpoints/segmenters/demo/, weights in float16) train in minutes on 2
+# CPU cores on the built-in synthetic city (64 px photos); both must score the real photos above every
+# generator (the seeds study checks it). DeepLabV3+ gets a ResNet-10-T encoder and sees the photos upsampled
+# to 128 px: at 64 px its output stride of 16 leaves a 4x4 map, and Xception-71 from scratch does not train
+# in minutes; with Xception-71 at 64 px (24 epochs) the generators' smoother images outscored the real photos
+# on pixel accuracy.
 DEMO_FCN8S = {"config": ["width_mult=0.25", "batch_norm=true"], "n_epochs": 30, "batch_size": 8, "crop_size": 64,
-              "load_size": 72, "lr": 2e-3, "num_workers": 0}
-DEMO_DEEPLAB = {"n_epochs": 20, "batch_size": 8, "crop_size": 128, "load_size": 144, "lr": 2e-3, "num_workers": 0}
+              "load_size": 72, "lr": 2e-3, "num_workers": 0, "weights_dtype": "float16"}
+DEMO_DEEPLAB = {"n_epochs": 20, "batch_size": 8, "crop_size": 128, "load_size": 144, "lr": 2e-3, "num_workers": 0,
+                "weights_dtype": "float16"}
 
 REGISTRY: dict[str, SegmenterSpec] = {
     "fcn8s": SegmenterSpec("fcn8s", fcn8s.FCN8sConfig, fcn8s.FCN8s, fcn8s.display_name, presets={"demo": DEMO_FCN8S}),
     "deeplabv3plus_xception71": SegmenterSpec("deeplabv3plus_xception71", deeplabv3plus.DeepLabV3PlusConfig,
                                               deeplabv3plus.DeepLabV3Plus, deeplabv3plus.display_name),
-    "deeplabv3plus_resnet18": SegmenterSpec("deeplabv3plus_resnet18", deeplabv3plus.DeepLabV3PlusConfig,
-                                            deeplabv3plus.DeepLabV3Plus, deeplabv3plus.display_name,
-                                            config_defaults={"encoder": "resnet18"}, presets={"demo": DEMO_DEEPLAB}),
+    "deeplabv3plus_resnet10t": SegmenterSpec("deeplabv3plus_resnet10t", deeplabv3plus.DeepLabV3PlusConfig,
+                                             deeplabv3plus.DeepLabV3Plus, deeplabv3plus.display_name,
+                                             config_defaults={"encoder": "resnet10t"}, presets={"demo": DEMO_DEEPLAB}),
     # pix2pix's Caffe FCN-8s (Table 2), imported from its caffemodel (20 output channels: num_classes=20)
     caffe_fcn8s.ARCH: SegmenterSpec(caffe_fcn8s.ARCH, caffe_fcn8s.CaffeFCN8sConfig, caffe_fcn8s.CaffeFCN8s,
                                     caffe_fcn8s.display_name, importer=caffe_fcn8s.import_caffemodel,

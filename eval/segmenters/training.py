@@ -20,9 +20,11 @@ segmenter once the new one is trained, a run once the new one has saved its late
 """
 from __future__ import annotations
 
+import datetime
 import math
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
@@ -33,14 +35,14 @@ import torch
 from common import rng
 from common.amp import amp_dtype, autocast
 from common.command_line import flag
-from common.device import check_device_name, resolve_device
-from common.files import write_json
+from common.device import check_device_name, device_name, resolve_device
+from common.files import shown_path, write_json
 from common.interrupts import Stopped, StopSignals, ignore_stop_signals, signal_name
 from common.outputs import check_apart
 from common.progress import progress
 from common.run_folder import RunFolder
 from common.threads import pin_threads
-from data.aligned import AlignedDataset
+from data.aligned import AlignedDataset, dataset_fingerprint
 from data.cityscapes import CLASS_NAMES
 from data.sampling import EpochSampler, SeededSamples
 from data.synthetic import default_dataset
@@ -50,7 +52,8 @@ from eval.fcn_score import score_real_photos
 from eval.markdown import per_class_table
 from eval.metrics import fcn_scores
 from eval.segmenters.base import Segmenter
-from eval.segmenters.files import read_segmenter_file, save_segmenter, segmenter_metadata
+from eval.segmenters.files import (STORAGE_DTYPES, read_segmenter_file, round_to_storage, save_segmenter,
+                                   segmenter_metadata)
 from eval.segmenters.registry import build_segmenter, get_spec, make_config
 
 LOSS_READ_EVERY = 50  # steps between reads of the loss for the progress bar
@@ -80,6 +83,7 @@ class TrainingOptions:
     device: str
     threads: int
     amp: bool
+    weights_dtype: str = "float32"
 
     def check(self, out: Path) -> None:
         """One-line errors (EvalError) for bad options and an ``out`` that would be overwritten, before any work."""
@@ -208,8 +212,11 @@ class Training:
         return self.steps_per_epoch * self.settings["epochs"]
 
     def metadata(self, scores: dict | None) -> dict:
+        """The segmenter file's metadata (the dataset's folder as :func:`common.files.shown_path` shows it)."""
         size = self.settings["crop_size"]
-        return segmenter_metadata(self.model, self.class_names, (size, size), self.trained_on, scores, self.training)
+        trained_on = {**self.trained_on, "dataroot": shown_path(self.trained_on["dataroot"])}
+        training = {**self.training, "dataroot": shown_path(self.training["dataroot"])}
+        return segmenter_metadata(self.model, self.class_names, (size, size), trained_on, scores, training)
 
 
 @dataclass
@@ -352,17 +359,46 @@ def train_epochs(options: TrainingOptions, job: Training, position: Position, ru
 
 
 def score_and_save(options: TrainingOptions, job: Training, out: Path, signals, seconds: float) -> None:
-    """Score the real val photos (the ground-truth row), print them, save the segmenter to ``out``."""
+    """Round the weights to their storage dtype, score the real val photos with them (the ground-truth row),
+    print the scores, save the segmenter to ``out`` with its provenance."""
     job.model.eval()  # a signal from here on: the scores are computed and the segmenter saved all the same
+    round_to_storage(job.model, options.weights_dtype)  # the instrument is the network as it will be loaded
     scores = val_scores(job.model, job.val_set, job.device, options.batch_size, job.amp)
     print(f"val FCN-scores of the real photos (GT row), {job.model.display_name}: {format_scores(scores)}")
     print(per_class_table(scores, job.class_names))
     job.training["wall_seconds_this_session"] = round(seconds, 1)
+    job.training["finished_at"] = utc_now()
     with signals.saving(out):
-        save_segmenter(out, job.model, job.metadata(scores))
+        save_segmenter(out, job.model, job.metadata(scores), storage_dtype=options.weights_dtype)
 
 
-def run_training(options: TrainingOptions, out: Path, run: RunFolder, signals: StopSignals, command: str) -> None:
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def code_revision() -> str | None:
+    """The commit of the checkout this code runs from (with ``-dirty`` if files differ from it), if git knows."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def provenance(options: TrainingOptions, argv: list[str], dataroot: Path, device) -> dict:
+    """How the segmenter was made: the command and options, the dataset's fingerprint, the code revision, the
+    machine and when it started (its metadata's ``training`` entry; the end time is added when it is saved)."""
+    return {"command": shlex.join(["python", "-m", "eval.train_segmenter", *argv]), "options": asdict(options),
+            "dataset_fingerprint": dataset_fingerprint(dataroot), "code_revision": code_revision(),
+            "machine": {"device": device_name(device), "torch": torch.__version__, "threads": options.threads},
+            "started_at": utc_now()}
+
+
+def run_training(options: TrainingOptions, out: Path, run: RunFolder, signals: StopSignals, argv: list[str]) -> None:
     """Claim the run folder, train (or resume) in it, score, save ``out``, delete the run folder."""
     run.claim(options.resume, options.overwrite)
     device = resolve_device(options.device)
@@ -372,8 +408,8 @@ def run_training(options: TrainingOptions, out: Path, run: RunFolder, signals: S
     dataroot = Path(default_dataset()) if options.dataroot is None else Path(options.dataroot)
     options.threads = pin_threads(options.threads)
     job = build_training(options, dataroot, device, amp)
-    job.training["threads"] = options.threads
-    latest = run.path / "latest.pt"
+    job.training.update(threads=options.threads, **provenance(options, argv, dataroot, device))
+    latest, command = run.path / "latest.pt", resume_command(argv)
     if options.resume:
         position = resume_from(latest, job)
         signals.safe_note = f"{latest} holds {position.describe(job)}"
@@ -409,7 +445,6 @@ def train(options: TrainingOptions, out: Path, argv: list[str]) -> Path:
         read_segmenter_file(out, options.arch)  # a finished segmenter of this architecture
         print(f"{out}: already trained (no unfinished run in {run.path}); nothing to do")
         return out
-    command = resume_command(argv)
     with StopSignals("no latest.pt was written") as signals, run.in_use():
-        run_training(options, out, run, signals, command)
+        run_training(options, out, run, signals, argv)
     return out

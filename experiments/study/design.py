@@ -26,7 +26,7 @@ MEAN_INNER_FACTOR = sum(1 / (k + 1) for k in range(INNER_STEPS)) / INNER_STEPS  
 
 
 BETA2_REFERENCE_BATCH = 16
-SEGMENTER_ORDER = ("fcn8s", "deeplabv3plus_resnet18", "deeplabv3plus_xception71")
+SEGMENTER_ORDER = ("fcn8s", "deeplabv3plus_resnet10t", "deeplabv3plus_xception71")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ PRESETS = {
         "lr": 2e-4, "beta2": 0.999,
         "segmenters": {
             "fcn8s": ["--preset", "demo"],
-            "deeplabv3plus_resnet18": ["--preset", "demo"],
+            "deeplabv3plus_resnet10t": ["--preset", "demo"],
         },
         "evaluate": [],
         "noise_freq": 250, "noise_probe": 8,
@@ -84,7 +84,7 @@ PRESETS = {
         "segmenters": {
             "fcn8s": ["--config", "width_mult=0.0625", "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
                       "--load-size", "36", "--num-workers", "0"],
-            "deeplabv3plus_resnet18": ["--config", "decoder_channels=16",
+            "deeplabv3plus_resnet10t": ["--config", "decoder_channels=16",
                                          "--n-epochs", "1", "--batch-size", "2", "--crop-size", "32",
                                          "--load-size", "36", "--num-workers", "0"],
         },

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.command_line import flag
-from common.jobs import Job
+from common.jobs import Job, with_python_path
 from eval.segmenters.training import run_path
 from experiments.study.design import PRESETS, SEGMENTER_ORDER, Arm, StudyConfig, run_name
 from experiments.study.records import StoredRecords
@@ -39,7 +39,7 @@ def command(args: list[str]) -> tuple[str, ...]:
 
 def child_env() -> dict:
     """The environment of the study's jobs: this one, with the project importable."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return with_python_path(REPO)
 
 
 def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
@@ -50,12 +50,6 @@ def train_options(config: StudyConfig, arm: Arm, seed: int) -> list[str]:
             *options(seed=seed, name=run_name(arm, seed), checkpoints_dir=config.checkpoints_dir, device=config.device,
                      noise_freq=noise_freq, noise_probe=preset["noise_probe"], threads=config.threads),
             *config.extra_train, *options(dataroot=config.dataroot or None)]
-
-
-def shown_path(path: str) -> str:
-    """``path`` relative to the working directory when it lies below it (reports name no machine's folders)."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
 
 
 def newer_than(output: Path, inputs: list[Path]) -> bool:

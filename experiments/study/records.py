@@ -20,14 +20,14 @@ A stale record is never read: its run is trained and scored again, and the recor
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import platform
 from pathlib import Path
 
 import torch
 
+from common.checkpoint import weights_sha256
+from common.device import device_name
 from common.files import write_json
 from common.imports import code_digest
 
@@ -40,33 +40,6 @@ def code_sha256(root: Path = REPO) -> str:
     ``train.py`` and ``evaluate.py`` import (:func:`common.imports.code_digest`). A docstring or comment
     edit keeps it; a change of code they run changes it."""
     return code_digest(root)
-
-
-def weights_sha256(state_dict: dict) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of a state_dict's tensors, in name order (a model's
-    identity; the file around it also holds metadata such as the training time)."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def cpu_name() -> str:
-    """The CPU's model name (numbers can differ between CPU types; they are reported with it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    """What the numbers of a run on ``device`` depend on: the GPU's name, or the CPU's."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def run_key(train_options: list[str], device: torch.device, code: str, data: str | None = None) -> dict:

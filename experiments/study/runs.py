@@ -10,7 +10,8 @@ from data.fingerprint import files_fingerprint
 from data.images import read_rgb
 from eval.eval_sets import open_eval_set
 from experiments.study.design import SEGMENTER_ORDER, Arm, StudyConfig, run_name
-from experiments.study.jobs import scored, segmenter_folder, shown_path, study_scorers
+from common.files import shown_path
+from experiments.study.jobs import scored, segmenter_folder, study_scorers
 from experiments.study.records import RECORD_VERSION, StoredRecords, code_sha256, write_record
 from gan.run_files import epoch_files
 

@@ -7,7 +7,7 @@ from experiments import demo
 
 def test_the_demo_jobs_and_their_commands(tmp_path):
     jobs = demo.demo_jobs(tmp_path / "ck", tmp_path / "ck" / "segmenters" / "demo", tmp_path / "results", threads=1)
-    assert [job.name for job in jobs] == ["scorer deeplabv3plus_resnet18", "train demo_adam_seed0",
+    assert [job.name for job in jobs] == ["scorer deeplabv3plus_resnet10t", "train demo_adam_seed0",
                                           "train demo_tradam_seed0", "scorer fcn8s", "evaluate"]
     assert all(not job.after for job in jobs[:4]) and jobs[4].after == tuple(job.name for job in jobs[:4])
     run = train.parse_args(list(jobs[2].command[2:]))
@@ -15,7 +15,7 @@ def test_the_demo_jobs_and_their_commands(tmp_path):
         "tradam", 1, str(tmp_path / "ck"), True, "demo_tradam_seed0")
     scorer = train_segmenter.parse_args(list(jobs[0].command[3:]))
     assert (scorer.arch, scorer.threads, scorer.out) == (
-        "deeplabv3plus_resnet18", 1, str(tmp_path / "ck" / "segmenters" / "demo" / "deeplabv3plus_resnet18.pt"))
+        "deeplabv3plus_resnet10t", 1, str(tmp_path / "ck" / "segmenters" / "demo" / "deeplabv3plus_resnet10t.pt"))
     scored = parse_config(list(jobs[4].command[2:]))
     assert (scored.runs, scored.segmenter_dir, scored.out) == (
         ["demo_adam_seed0", "demo_tradam_seed0"], str(tmp_path / "ck" / "segmenters" / "demo"),

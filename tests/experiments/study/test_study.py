@@ -267,10 +267,10 @@ def test_the_commands_it_runs_take_the_options_it_passes(tmp_path):
         assert (scorer.threads, scorer.device, scorer.dataroot) == (3, "cuda:1", "data")
     jobs, _, folders = study_jobs.study_jobs(config, arms, study_runs.stored_records(config))
     by_name = {job.name: job for job in jobs}
-    assert list(by_name)[:5] == ["scorer fcn8s", "scorer deeplabv3plus_resnet18", "train adam_seed3",
+    assert list(by_name)[:5] == ["scorer fcn8s", "scorer deeplabv3plus_resnet10t", "train adam_seed3",
                                  "score adam_seed3", "curves adam_seed3"]  # a run is scored as soon as trained
     assert by_name["score tradam_seed3"].after == ("train tradam_seed3", "scorer fcn8s",
-                                                   "scorer deeplabv3plus_resnet18")
+                                                   "scorer deeplabv3plus_resnet10t")
     assert by_name["train tradam_seed3"].after == ()  # no record: it need not wait for the scorers
     scored = parse_config(list(by_name["score tradam_seed3"].command[2:]))
     assert (scored.checkpoints_dir, scored.device, scored.runs, scored.out) == (
