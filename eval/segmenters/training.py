@@ -124,6 +124,8 @@ def validate(options: TrainingOptions, out: Path) -> None:
             refuse(name, ">= 0")
     if options.max_val_frames is not None and options.max_val_frames < 1:
         refuse("max_val_frames", ">= 1")
+    if options.weights_dtype not in STORAGE_DTYPES:
+        refuse("weights_dtype", f"one of {', '.join(STORAGE_DTYPES)}")
     if not (math.isfinite(options.lr) and options.lr > 0):
         refuse("lr", "a number > 0")
     if not (math.isfinite(options.weight_decay) and options.weight_decay >= 0):

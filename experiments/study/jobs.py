@@ -11,7 +11,6 @@ is neither trained nor scored again.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Callable
