@@ -396,7 +396,7 @@ def provenance(options: TrainingOptions, argv: list[str], dataroot: Path, device
     machine and when it started (its metadata's ``training`` entry; the end time is added when it is saved)."""
     return {"command": shlex.join(["python", "-m", "eval.train_segmenter", *argv]), "options": asdict(options),
             "dataset_fingerprint": dataset_fingerprint(dataroot), "code_revision": code_revision(),
-            "machine": {"device": device_name(device), "torch": torch.__version__, "threads": options.threads},
+            "machine": {"device": device_name(device), "torch": str(torch.__version__), "threads": options.threads},
             "started_at": utc_now()}
 
 
