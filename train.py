@@ -35,7 +35,7 @@ from data.sampling import EpochSampler, SeededSamples
 from gan.pix2pix import Pix2Pix, wrap_for_training
 from training.checkpointing import save_checkpoint, save_snapshot
 from training.monitor import TrainingMonitor
-from training.options import TrainOptions, build_configs, parse_args
+from training.options import TrainOptions, UsageError, build_configs, parse_args
 from training.resume import resume_command
 from training.run import Run, agree, open_run, resume_from, say, start_writing, stopping
 from training.schedule import lr_schedulers
@@ -77,6 +77,9 @@ def train_in(folder: RunFolder, args: TrainOptions, signals: StopSignals) -> Pix
     dataset = AlignedDataset(options.dataroot, "train", direction=options.direction, load_size=options.load_size,
                              crop_size=options.crop_size, flip=not options.no_flip, train=True)
     sampler = EpochSampler(len(dataset), seed=options.seed, rank=run.rank, world_size=run.world_size)
+    if options.batch_size > sampler.per_rank():  # a batch would be smaller than options.json says
+        raise UsageError(f"--batch-size {options.batch_size}: the training set has {sampler.per_rank()} images"
+                         f"{' per process' if run.world_size > 1 else ''} ({dataset.folder}); choose at most that")
     loader = make_loader(dataset, sampler, options.batch_size, options.num_workers, device)
     run.steps_per_epoch = math.ceil(sampler.per_rank() / options.batch_size)
     run.total_steps = min(run.total_epochs * run.steps_per_epoch, options.max_steps or math.inf)

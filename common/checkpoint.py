@@ -16,6 +16,7 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,8 +66,8 @@ def check_recorded_sha256(path: str | os.PathLike, known_copies=()) -> None:
            for copy in known_copies):
         return
     raise CheckpointError(f"{path}: its SHA-256 differs from the one recorded when it was written ({record}); "
-                          f"the file changed on disk: resume from an intact copy or start again (if you replaced "
-                          f"it on purpose, delete {record.name})")
+                          f"the file changed on disk since: use an intact copy (if you replaced it on purpose, "
+                          f"delete {record.name})")
 
 
 def save_atomic(obj: dict, path: str | os.PathLike, record_sha256: bool = True) -> Path:
@@ -106,26 +107,23 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format: bool = False,
                     mmap: bool = False) -> dict:
-    """Load a checkpoint written by :func:`save_atomic` (or any plain state_dict) with weights_only=True
-    (``mmap``: memory-mapped, so that tensors not used are never read).
+    """Load a checkpoint written by :func:`save_atomic` (or any plain state_dict) with weights_only=True.
 
-    Raises :class:`CheckpointError` naming the file when it is missing, truncated, not a torch file,
-    holds Python objects that are not data, or (with ``require_format``) is not one of this
+    A full read checks the file's SHA-256 against the record beside it, if there is one
+    (:func:`check_recorded_sha256`; a byte copy of another checkpoint of the same folder passes, as a
+    ``full_<NNN>.pt`` copied over ``latest.pt`` must); ``mmap`` reads it memory-mapped, tensors only when
+    used, without that check (for summaries that read no tensor).
+
+    Raises :class:`CheckpointError` naming the file when it is missing, changed since its save, truncated,
+    not a torch file, holds Python objects that are not data, or (with ``require_format``) is not one of this
     project's checkpoints or of a newer format.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never do that here
-        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please use|\n|$)", str(exc))
-        detail = f" ({found.group(1).strip()})" if found else ""
-        raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values"
-                              f"{detail}; a checkpoint never needs them, and loading them could run code") from None
-    except Exception as exc:  # truncated file, not a torch file, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({reason})") from exc
+    if not mmap:
+        check_recorded_sha256(path, known_copies=sorted(p for p in path.parent.glob("*.pt") if p != path))
+    obj = _torch_load(path, map_location, mmap)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
     if require_format:
@@ -137,6 +135,29 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", require_format:
                 f"{path}: checkpoint format {version} is newer than this code understands ({FORMAT_VERSION})"
             )
     return obj
+
+
+def _torch_load(path: Path, map_location, mmap: bool):
+    """``torch.load(weights_only=True)`` with its failures as one line each. torch's own text advises loading
+    with weights_only=False, which is never the thing to do with a file of unknown origin: it is not quoted."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # neither a zip container nor a pickle
+        raise CheckpointError(f"{path}: not a PyTorch file (it starts with neither a zip header nor a pickle)")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)(?: was not an allowed global|\. Please use|\s*Check the "
+                          r"documentation|$)", str(exc), re.S)
+        detail = " ".join(found.group(1).split()) if found else ""
+        raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values"
+                              f"{f' ({detail})' if detail else ''}; a checkpoint never needs them, and loading them "
+                              f"could run code") from None
+    except Exception as exc:  # truncated file, not a torch file, ...
+        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({reason})") from exc
 
 
 def nonfinite_entries(state, prefix: str = "") -> list[str]:

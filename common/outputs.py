@@ -8,16 +8,22 @@
 * A hidden copy is always restored or named: :func:`recover_hidden`, called by the next command that writes
   the same output, puts back a ``.replaced-*`` folder whose successor never took its place, deletes the
   ``.partial-*`` work of a killed process, and returns a line for each (printed by the command).
+* One writer at a time (:class:`OutputLock`), and an existing output is replaced only when asked
+  (``--overwrite``): :func:`new_folder` applies the whole rule to a folder a command writes whole.
 
 :func:`prepare_output` applies the first and third parts in one call, before any work.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import shutil
+import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from common.command_line import InputError
 from common.files import process_alive
@@ -148,3 +154,54 @@ def replace_folder(work: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(work, out)
+
+
+class OutputLock:
+    """One writer at a time of the output ``out``: an exclusive lock on ``.<name>.lock`` beside it, held until
+    :meth:`release` (the kernel releases it however the process ends, so a killed writer leaves no lock)."""
+
+    def __init__(self, out: Path, option: str):
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        path = out.parent / f".{out.name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OutputError(f"{option} {out}: being written by {holder}; one command at a time writes an output "
+                              f"(wait for it to end, or choose another {option})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextmanager
+def new_folder(out: Path, option: str, overwrite: bool, inputs: dict[Path, str]) -> Iterator[Path]:
+    """The output rule for a folder a command writes whole: apart from its ``inputs``, one writer at a time,
+    an existing non-empty ``out`` refused unless ``overwrite``. Yields the hidden folder to build it in,
+    which takes ``out``'s place once the block ends without an error (and is deleted if it ends with one), so
+    nothing of an earlier output is left beside the new one."""
+    out = Path(out)
+    for note in prepare_output({option: out}, inputs):
+        print(note, flush=True)
+    lock = OutputLock(out, option)
+    try:
+        if out.is_dir() and any(out.iterdir()) and not overwrite:
+            raise OutputError(f"{option} {out}: holds an earlier output; pass --overwrite to replace it (once the "
+                              f"new one is complete) or choose another {option}")
+        work = make_partial(out)
+        try:
+            yield work
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        replace_folder(work, out)
+    finally:
+        lock.release()

@@ -46,6 +46,7 @@ class EvalConfig:
     max_val_frames: int | None
     figure_frames: int
     out: str
+    overwrite: bool
     batch_size: int
     device: str
     amp: bool
@@ -66,6 +67,9 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise EvalError(f"{flag(name)} must be >= 1, got {value}")
+        twice = sorted({arch for arch in self.segmenters or [] if self.segmenters.count(arch) > 1})
+        if twice:
+            raise EvalError(f"--segmenters: {', '.join(twice)} given more than once")
         if self.kid_subset_size < 2:
             raise EvalError(f"--kid-subset-size must be >= 2 (KID's unbiased estimate), got {self.kid_subset_size}")
         if self.fidelity_only and not (self.fid or self.kid):
@@ -90,6 +94,7 @@ def parse_config(argv=None, description: str | None = None) -> EvalConfig:
     parser = option_parser(description or __doc__, prog="evaluate.py")
     add_source_options(parser)
     add_scoring_options(parser)
+    add_fidelity_options(parser)
     return EvalConfig(**vars(parser.parse_args(argv)))
 
 
@@ -128,21 +133,6 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
                              "per class to 2048x1024 (PIL bilinear) against the full-resolution trainIds, as GAN "
                              "Compression's cityscapes_mIoU.py; generated_size: at the generated size against the "
                              "S x S trainIds")
-    parser.add_argument("--fid", action="store_true",
-                        help="add FID (torch-fidelity's InceptionV3) of each run's val images against the real val "
-                             "photos, and the floor row real train vs real val")
-    parser.add_argument("--kid", action="store_true", help="add KID (mean and std over subsets), as --fid")
-    parser.add_argument("--inception-weights", default=None, metavar="PATH",
-                        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth for --fid/--kid; None: "
-                             "its torch hub cache, else a download there (skipped with one line when offline)")
-    parser.add_argument("--inception-cache", default=None, metavar="DIR",
-                        help="keep each image set's Inception features in DIR and reuse them when the same set is "
-                             "scored again with the same weights and settings (keyed by its pixels); None: no cache")
-    parser.add_argument("--fidelity-only", action="store_true",
-                        help="with --fid/--kid: compute only FID/KID (no segmenter is loaded, no FCN-score table)")
-    parser.add_argument("--kid-subset-size", type=int, default=100,
-                        help="images per KID subset (every image set must hold this many)")
-    parser.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")
     parser.add_argument("--fast-hist", action="store_true",
                         help="count pixels with the pix2pix script's fast_hist and get_scores, bit for bit and "
                              "quirks included: a 20th-channel prediction for true class c lands in cell [c+1, 0], "
@@ -160,9 +150,31 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     add_former_spelling(parser, max_val_frames, "--max-frames")
     parser.add_argument("--figure-frames", type=int, default=4, help="frames shown in comparison.png")
     parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (once the new results are complete; nothing of the old "
+                             "ones is left beside them)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per segmenter forward pass")
     parser.add_argument("--device", default="auto", help="where models run: auto (cuda if available), cpu, cuda "
                                                          "or cuda:N")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast for generating and segmenting, as train.py --amp (where the device has "
                              "bf16: the CPU and CUDA from Ampere on; elsewhere fp32)")
+
+
+def add_fidelity_options(parser: argparse.ArgumentParser) -> None:
+    """FID and KID by torch-fidelity's InceptionV3."""
+    parser.add_argument("--fid", action="store_true",
+                        help="add FID (torch-fidelity's InceptionV3) of each run's val images against the real val "
+                             "photos, and the floor row real train vs real val")
+    parser.add_argument("--kid", action="store_true", help="add KID (mean and std over subsets), as --fid")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth for --fid/--kid; None: "
+                             "its torch hub cache, else a download there (skipped with one line when offline)")
+    parser.add_argument("--inception-cache", default=None, metavar="DIR",
+                        help="keep each image set's Inception features in DIR and reuse them when the same set is "
+                             "scored again with the same weights and settings (keyed by its pixels); None: no cache")
+    parser.add_argument("--fidelity-only", action="store_true",
+                        help="with --fid/--kid: compute only FID/KID (no segmenter is loaded, no FCN-score table)")
+    parser.add_argument("--kid-subset-size", type=int, default=100,
+                        help="images per KID subset (every image set must hold this many)")
+    parser.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")

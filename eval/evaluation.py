@@ -12,7 +12,7 @@ from PIL import Image
 
 from common.checkpoint import CheckpointError
 from common.device import resolve_device
-from common.outputs import check_apart, hidden_copies_note
+from common.outputs import hidden_copies_note, new_folder
 from eval import EvalError
 from eval.config import EvalConfig
 from eval.drn_score import drn_eval_sets
@@ -23,17 +23,27 @@ from eval.segmenters.drn import ARCH as DRN_ARCH
 from eval.sources import find_runs, given_sources, open_eval_sets
 from eval.tables import ScoringConfig, load_segmenters, score_all
 from gan import run_files
-from gan.networks import check_image_size
+from gan.networks import check_image_size, load_generator
 
 
 def evaluate(config: EvalConfig) -> Path:
-    """Find or take the image sources, generate, score with every segmenter, write the outputs; returns --out."""
+    """Find or take the image sources, generate, score with every segmenter, write the outputs; returns --out.
+
+    --out follows the output rule (:func:`common.outputs.new_folder`): apart from every input, one evaluation
+    at a time, an earlier output replaced only with --overwrite and only once the new one is complete."""
     device, checkpoints, out = resolve_device(config.device), Path(config.checkpoints_dir), Path(config.out)
     for note in hidden_copies_note(checkpoints):  # runs an interrupted --overwrite set aside
         print(note, flush=True)
     sources = given_sources(config.generator, config.images, config.dataroot, config.generator_kwargs) \
         if (config.generator or config.images) else find_runs(checkpoints, config.runs)
-    check_apart({"--out": out}, evaluation_inputs(sources, config))  # the output rule (common.outputs)
+    with new_folder(out, "--out", config.overwrite, evaluation_inputs(sources, config)) as work:
+        report = evaluate_into(work, config, sources, device)
+        write_outputs(relocated(report, work, out), sources, report["evalsets"], work, config.figure_frames)
+    return out
+
+
+def evaluate_into(work: Path, config: EvalConfig, sources: list, device) -> dict:
+    """Every check, the generation into ``work`` and the scores: results.json's content (``evalsets`` beside)."""
     segmenters = [] if config.fidelity_only else load_segmenters(config.segmenters, config.segmenter_folder, device)
     evalsets = open_eval_sets(sources, config.protocol, config.size, config.max_val_frames)
     check_before_generating(sources, evalsets, config.size)
@@ -44,7 +54,7 @@ def evaluate(config: EvalConfig) -> Path:
     inception = prepare_fidelity(fidelity, sources, evalsets, device)
     if config.fidelity_only and inception is None:
         raise EvalError("--fidelity-only: nothing to compute without torch-fidelity's InceptionV3 weights")
-    generate_all(sources, evalsets, out, not config.eval_mode, config.seed, device, config.amp)
+    generate_all(sources, evalsets, work, not config.eval_mode, config.seed, device, config.amp)
     scoring = ScoringConfig(config.protocol, config.drn_protocol, config.fast_hist, config.batch_size, device,
                             config.amp)
     report = {"protocol": config.protocol, "histogram": "fast_hist" if config.fast_hist else "ours",
@@ -53,8 +63,21 @@ def evaluate(config: EvalConfig) -> Path:
               "segmenters": [score_all(segmenter, sources, evalsets, scoring) for segmenter in segmenters]}
     if inception is not None:
         report["fidelity"] = fidelity_entry(*inception, sources, evalsets, fidelity)
-    write_outputs(report, sources, evalsets, out, config.figure_frames)
-    return out
+    return {**report, "evalsets": evalsets}
+
+
+def relocated(report: dict, work: Path, out: Path) -> dict:
+    """``report`` (without its ``evalsets``) with the paths into the hidden folder ``work`` as they will be once
+    it is ``out``."""
+    def move(value):
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [move(v) for v in value]
+        if isinstance(value, (str, Path)) and Path(value).is_relative_to(work):
+            return out / Path(value).relative_to(work)
+        return value
+    return move({k: v for k, v in report.items() if k != "evalsets"})
 
 
 def evaluation_inputs(sources, config: EvalConfig) -> dict[Path, str]:
@@ -73,7 +96,8 @@ def evaluation_inputs(sources, config: EvalConfig) -> dict[Path, str]:
 
 def check_before_generating(sources, evalsets: dict, given_size: int | None) -> None:
     """What would fail only after generating, checked first: every label map to score against holds trainIds
-    (read now, kept for scoring), and every generator suits the image size."""
+    (read now, kept for scoring), every generator file holds a generator whose weights fit its architecture
+    (one line naming the file otherwise), and every generator suits the image size."""
     for evalset in evalsets.values():
         if evalset.protocol != "fullres":
             for i in range(len(evalset)):
@@ -84,6 +108,7 @@ def check_before_generating(sources, evalsets: dict, given_size: int | None) -> 
     for source in sources:
         if source.checkpoint is None:
             continue
+        load_generator(source.checkpoint, **source.generator_kwargs)  # readable, a generator, weights that fit
         evalset = evalsets[source.dataroot.resolve()]
         try:
             check_image_size(generator_name(source), evalset.size)

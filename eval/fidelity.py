@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from common.checkpoint import CheckpointError, load_checkpoint
 from common.files import file_sha256, write_atomic
 from eval import EvalError
 
@@ -122,10 +123,9 @@ class InceptionFeatures:
 
         weights = Path(weights)
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EvalError(f"{weights}: not a PyTorch weights file ({first})") from None
+            state = load_checkpoint(weights)
+        except CheckpointError as error:
+            raise EvalError(f"{weights}: not a PyTorch weights file ({str(error).partition(': ')[2]})") from None
         if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
             raise EvalError(f"{weights}: not torch-fidelity's InceptionV3 weights (no Mixed_7c layer; expected "
                             f"{WEIGHTS_FILE})")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from common.checkpoint import describe_names, nonfinite_entries
 from common.command_line import option_parser, run_main
 from common.outputs import check_apart
 from eval import EvalError
@@ -39,6 +40,10 @@ def import_segmenter(arch: str, source: Path, out: Path, overwrite: bool) -> str
     if not source.exists():
         raise EvalError(f"{source}: not found")
     model, metadata = REGISTRY[arch].importer(source)
+    bad = nonfinite_entries(model.state_dict())
+    if bad:
+        raise EvalError(f"{source}: holds NaN or infinite weights ({describe_names(bad)}); it is no usable scorer, "
+                        f"and nothing was written")
     save_segmenter(out, model, metadata)
     return f"wrote segmenter {out} ({metadata['display_name']})"
 

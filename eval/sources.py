@@ -17,7 +17,9 @@ from common.checkpoint import CheckpointError
 from eval import EvalError
 from eval.eval_sets import EvalSet, check_image_folder, open_eval_set
 from gan import run_files
+from common.command_line import flag
 from gan.optimizers import OPTIMIZERS, optimizer_label
+from gan.run_files import LOCATION_OPTIONS, RUNTIME_OPTIONS
 
 SEGMENTER_DIR = "segmenters"  # the folder of trained segmenters inside the checkpoints folder
 
@@ -33,12 +35,16 @@ class ImageSource:
     images: Path | None = None      # folder of <frame>.png (given, or where generated)
     generator_kwargs: dict = field(default_factory=dict)
     note: str = ""
+    options: dict = field(default_factory=dict, repr=False)  # a run's options.json
 
 
 def method_order(methods: list[str]) -> list[str]:
     """The distinct ``methods``: the paper's optimizers first, in its order, then the others by name."""
     known = [spec.label for spec in OPTIMIZERS.values()]
-    return sorted(set(methods), key=lambda m: (known.index(m) if m in known else len(known), m))
+
+    def base(method: str) -> str:  # "TRAdam (--lr 0.01)" is a TRAdam row
+        return method.split(" (")[0]
+    return sorted(set(methods), key=lambda m: (known.index(base(m)) if base(m) in known else len(known), m))
 
 
 def read_options(path: Path) -> dict:
@@ -91,22 +97,45 @@ def find_runs(checkpoints: Path, only: list[str] | None = None) -> list[ImageSou
             raise EvalError(f"{options_path}: no 'dataroot' or 'optim' entry")
         runs.append(ImageSource(label=folder.name, method=optimizer_label(options["optim"]),
                                 dataroot=Path(options["dataroot"]), seed=options.get("seed"),
-                                checkpoint=latest, note=_progress_note(latest)))
+                                checkpoint=latest, note=_progress_note(latest, options), options=options))
     if not runs:
         raise EvalError(f"{checkpoints}: no training runs (folders with options.json and latest.pt); "
                         f"train one with `python train.py --optim adam`")
+    name_configurations(runs)
     return runs
 
 
-def _progress_note(checkpoint: Path) -> str:
-    """'' for a finished run, else a short note (the epoch it reached), read without loading tensors."""
+# Options that say how or where a run ran, not what it is: runs that differ only in these (and the seed) are
+# one configuration, pooled in one table row as mean ± std over seeds.
+NOT_THE_CONFIGURATION = (RUNTIME_OPTIONS - {"dataroot"}) | LOCATION_OPTIONS | {"seed", "threads", "given"}
+
+
+def name_configurations(runs: list[ImageSource]) -> None:
+    """Make each table row one configuration: runs of one optimizer that differ in more than the seed get the
+    options that tell them apart in their row's name (e.g. "TRAdam (--lr 0.01)"), and an unfinished run is a
+    row of its own ("TRAdam (unfinished)")."""
+    for method in {run.method for run in runs}:
+        members = [run for run in runs if run.method == method]
+        configs = [{k: v for k, v in run.options.items() if k not in NOT_THE_CONFIGURATION} for run in members]
+        keys = sorted({k for config in configs for k in config})
+        differing = [k for k in keys if len({repr(config.get(k)) for config in configs}) > 1]
+        for run, config in zip(members, configs):
+            parts = [f"{flag(k)} {config.get(k)}" for k in differing] + (["unfinished"] if run.note else [])
+            if parts:
+                run.method = f"{method} ({', '.join(parts)})"
+
+
+def _progress_note(checkpoint: Path, options: dict) -> str:
+    """'' for a finished run, else a short note (the epoch it reached of its ``options``' epochs), read without
+    loading tensors."""
     try:
         summary = run_files.summarize(checkpoint)
     except CheckpointError:
         return ""  # load_generator will report an unreadable file
     if summary.finished is None or summary.finished:
         return ""
-    return f"unfinished, epoch {summary.epoch if summary.epoch is not None else '?'}"
+    epochs = options.get("n_epochs", 0) + options.get("n_epochs_decay", 0)
+    return f"unfinished, epoch {summary.epoch if summary.epoch is not None else '?'} of {epochs or '?'}"
 
 
 def _unique(label: str, taken: set[str]) -> str:

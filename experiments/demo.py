@@ -5,7 +5,7 @@ demo segmenters.
 
 Two independent jobs (:mod:`common.jobs`), ``--jobs`` at once with ``--threads`` CPU threads each:
 ``train.py --preset demo --optim adam|tradam`` into ``checkpoints/demo_<optim>_seed0``; then ``evaluate.py``
-on the two runs into ``results/demo/`` with the segmenters shipped in ``checkpoints/segmenters/demo/``
+on the two runs into ``results/demo/`` (the demo's own: replaced at each call) with the segmenters shipped in ``checkpoints/segmenters/demo/``
 (``make scorers`` trains them again; the demo never does), whose tables are printed, with FID/KID where
 torch-fidelity's InceptionV3 file can be had (``--inception-weights``, its cache or a download; else one
 line says they were skipped). The Inception features are computed by one ``evaluate.py --fidelity-only``
@@ -53,11 +53,12 @@ def demo_jobs(checkpoints: Path, segmenters: Path, results: Path, threads: int,
     if inception_weights is not None:
         for previous, optim in zip((None, *RUN_OPTIMIZERS), RUN_OPTIMIZERS):  # the first computes the real photos' too
             jobs.append(Job(f"fidelity demo_{optim}_seed0", (
-                *evaluate, "--runs", f"demo_{optim}_seed0", "--fidelity-only", "--out", str(cache / optim), *fidelity),
+                *evaluate, "--runs", f"demo_{optim}_seed0", "--fidelity-only", "--out", str(cache / optim),
+                "--overwrite", *fidelity),
                 after=(f"train demo_{optim}_seed0", *([f"fidelity demo_{previous}_seed0"] if previous else []))))
     jobs.append(Job("evaluate", (*evaluate, "--runs", *(f"demo_{optim}_seed0" for optim in RUN_OPTIMIZERS),
                                  "--segmenter-dir", str(segmenters), "--segmenters", *DEMO_SEGMENTERS[::-1],
-                                 "--out", str(results), *fidelity),
+                                 "--out", str(results), "--overwrite", *fidelity),
                     after=tuple(job.name for job in jobs)))
     return jobs
 
@@ -73,7 +74,7 @@ def check_before_starting(checkpoints: Path, results: Path, segmenters: Path) ->
         blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
         if blocked is not None:
             raise InputError(f"{option} {folder}: {blocked} exists and is not a folder")
-    check_apart({"--checkpoints-dir": checkpoints, "--out": results}, {segmenters: "--segmenter-dir"})
+    check_apart({"--out": results}, {segmenters: "--segmenter-dir"})  # the runs sit beside the segmenters
 
 
 def run_demo(jobs: int, threads: int, checkpoints: Path, results: Path, segmenters: Path,

@@ -24,7 +24,6 @@ from pathlib import Path
 from common.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
-    check_recorded_sha256,
     describe_names,
     load_checkpoint,
     nonfinite_entries,
@@ -38,6 +37,17 @@ SCHEDULER_KEYS = ("scheduler_G", "scheduler_D")
 POSITION_FIELDS = ("epoch", "epoch_step", "step")
 LATEST_DICTS = ("options", "netG", "netD", *OPTIMIZER_KEYS, *SCHEDULER_KEYS, "rng", "data_fingerprint")
 LATEST = "latest.pt"
+
+# A run's options (options.json, a checkpoint's ``options``) that do not shape its trajectory: how it runs now
+# (a resume may change them; not given again, they keep the run's values; --dataroot may name the run's
+# dataset in a new place, its content is checked) ...
+RUNTIME_OPTIONS = {"device", "num_workers", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq",
+                   "max_steps", "compile", "dataroot", "preset", "noise_freq", "noise_probe", "keep_full",
+                   "deterministic"}
+# ... and where the run is and what to do with it (always as given now).
+LOCATION_OPTIONS = {"name", "checkpoints_dir", "resume", "overwrite", "allow_change"}
+
+
 
 
 def latest_path(run_dir: Path) -> Path:
@@ -112,8 +122,7 @@ def read_latest(path: Path) -> dict:
     What its options and tensors must be is the resume's check (:mod:`training.resume`).
     """
     path = Path(path)
-    check_recorded_sha256(path, known_copies=sorted(path.parent.glob("full_*.pt")) + sorted(path.parent.glob("epoch_*.pt")))
-    checkpoint = load_checkpoint(path, require_format=True)
+    checkpoint = load_checkpoint(path, require_format=True)  # its SHA-256 checked against the record beside it
     if "optimizer_G" not in checkpoint and "netG" in checkpoint:
         raise CheckpointError(f"{path}: holds weights only (an epoch snapshot); --resume needs a complete checkpoint: "
                               f"a latest.pt or a full_<NNN>.pt of --keep-full")

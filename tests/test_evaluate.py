@@ -14,7 +14,7 @@ from PIL import Image
 
 import evaluate
 import train
-from common.checkpoint import save_atomic
+from common.checkpoint import save_atomic, weights_sha256
 from eval.segmenters.files import load_segmenter, save_segmenter, segmenter_metadata
 from eval.segmenters.registry import build_segmenter
 from gan.networks import build_generator
@@ -91,15 +91,15 @@ def test_prints_both_tables_with_a_row_per_optimizer_and_the_gt_row(evaluated):
     assert "unfinished, epoch 1" in stdout  # the TRAdam run's latest.pt is not a final one
     for entry in report["segmenters"]:
         rows = {row["method"]: row for row in entry["rows"]}
-        assert list(rows) == ["Adam", "TRAdam", "Ground truth"]
+        assert list(rows) == ["Adam", "TRAdam (unfinished)", "Ground truth"]
         assert rows["Adam"]["runs"] == ["adam_seed0", "adam_seed1"]
         per_run = {s["label"]: s["scores"] for s in entry["image_sets"]}
         for key in ("pixel_acc", "class_acc", "class_iou"):
             values = [per_run["adam_seed0"][key], per_run["adam_seed1"][key]]
             assert rows["Adam"][key]["mean"] == pytest.approx(statistics.fmean(values))
             assert rows["Adam"][key]["std"] == pytest.approx(statistics.stdev(values))
-            assert rows["TRAdam"][key]["mean"] == pytest.approx(per_run["tradam_seed0"][key])
-            assert rows["TRAdam"][key]["std"] is None
+            assert rows["TRAdam (unfinished)"][key]["mean"] == pytest.approx(per_run["tradam_seed0"][key])
+            assert rows["TRAdam (unfinished)"][key]["std"] is None
         adam = rows["Adam"]
         line = (f"| Adam (2 runs) | {adam['pixel_acc']['mean']:.3f} ± {adam['pixel_acc']['std']:.3f} | "
                 f"{adam['class_acc']['mean']:.3f} ± {adam['class_acc']['std']:.3f} | "
@@ -132,11 +132,11 @@ def test_writes_csv_per_class_tables_figure_and_named_images(evaluated):
     with open(out / "results.csv") as f:
         lines = list(csv.DictReader(f))
     assert len(lines) == 2 * (len(RUNS) + 1)
-    assert {line["method"] for line in lines} == {"Adam", "TRAdam", "Ground truth"}
+    assert {line["method"] for line in lines} == {"Adam", "TRAdam (unfinished)", "Ground truth"}
     for arch in SEGMENTERS:
         table = (out / f"per_class_{arch}.md").read_text().splitlines()
         assert len(table) == 4 + 19 and table[4].startswith("| road |")
-        assert "Adam acc | Adam IoU | TRAdam acc" in table[2]
+        assert "Adam acc | Adam IoU | TRAdam (unfinished) acc" in table[2]
     with Image.open(out / "comparison.png") as figure:
         assert figure.size == (128 * 4, 18 + 128 * 3)  # label | Adam | TRAdam | photo, 3 frames
     index = json.loads((root / "index.json").read_text())
@@ -196,14 +196,14 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
 
     no_segmenters = tmp_path / "bare"
     make_run(no_segmenters, "run", "adam", 0, True, root)
-    err = _error(["--checkpoints-dir", str(no_segmenters)], capsys)
+    err = _error(["--checkpoints-dir", str(no_segmenters), "--out", str(tmp_path / "n")], capsys)
     assert "fcn8s.pt: segmenter weights not found" in err and "python -m eval.train_segmenter --arch fcn8s" in err
 
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     shutil.copy(checkpoints / "segmenters" / "fcn8s.pt", wrong / "deeplabv3plus_xception71.pt")
     err = _error(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(wrong),
-                  "--segmenters", "deeplabv3plus_xception71"], capsys)
+                  "--segmenters", "deeplabv3plus_xception71", "--out", str(tmp_path / "w")], capsys)
     assert "holds a fcn8s segmenter, expected deeplabv3plus_xception71" in err
 
     partial = tmp_path / "partial"
@@ -239,7 +239,7 @@ def test_fullres_with_pix2pix_caffe_fcn8s_imported_from_a_caffemodel(evaluated, 
     assert "Table 2: FCN-scores by FCN-8s (pix2pix Caffe layout" in proc.stdout
     assert "imported from fcn-8s-cityscapes.caffemodel; protocol fullres" in proc.stdout
     entry = json.loads((out / "results.json").read_text())["segmenters"][0]
-    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam", "Ground truth"]
+    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam (unfinished)", "Ground truth"]
 
     # independently: PIL upsampling of the PNGs, official labels, numpy histograms
     model, _ = load_segmenter(segmenters / "fcn8s_caffe.pt")
@@ -316,6 +316,7 @@ def test_nonfinite_generators_and_segmenters_are_refused(evaluated, tmp_path, ca
     obj = torch.load(checkpoints / "segmenters" / "fcn8s.pt", weights_only=True)
     first = next(iter(obj["state_dict"]))
     obj["state_dict"][first].fill_(float("nan"))
+    obj["metadata"]["weights_sha256"] = weights_sha256(obj["state_dict"])  # as a diverged training would save it
     torch.save(obj, segmenters / "fcn8s.pt")
     err = _error(["--checkpoints-dir", str(checkpoints), "--segmenter-dir", str(segmenters), "--segmenters", "fcn8s",
                   "--out", str(tmp_path / "b")], capsys)
@@ -444,7 +445,7 @@ def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated
                           "--out", str(out), "--device", "cpu"]) == 0
     stdout = capsys.readouterr().out
     entry = json.loads((out / "results.json").read_text())["fidelity"]
-    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam", "Real train vs real val (floor)"]
+    assert [row["method"] for row in entry["rows"]] == ["Adam", "TRAdam (unfinished)", "Real train vs real val (floor)"]
     assert "### FID/KID by torch-fidelity's InceptionV3" in stdout and "random-inception.pth" in stdout
 
     extract = fidelity.InceptionFeatures(weights)
@@ -466,7 +467,7 @@ def test_fid_and_kid_per_run_mean_and_std_over_seeds_and_the_floor_row(evaluated
     adam = [per_run["adam_seed0"], per_run["adam_seed1"]]
     assert rows["Adam"]["fid"]["mean"] == pytest.approx(statistics.fmean(adam), rel=1e-6)
     assert rows["Adam"]["fid"]["std"] == pytest.approx(statistics.stdev(adam), rel=1e-6)
-    assert rows["TRAdam"]["fid"]["std"] is None
+    assert rows["TRAdam (unfinished)"]["fid"]["std"] is None
     floor = rows["Real train vs real val (floor)"]
     assert floor["fid"]["mean"] == pytest.approx(frechet_by_scipy(train_features, real), rel=1e-6)
     assert f"| Adam (2 runs) | {rows['Adam']['fid']['mean']:.2f} ± {rows['Adam']['fid']['std']:.2f} |" in stdout
@@ -605,3 +606,104 @@ def test_a_full_size_label_map_of_the_wrong_kind_is_refused_before_generating(ev
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {label_path}: expected a single-channel labelIds image, got mode RGB"
     assert "generating" not in result.stdout and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------- nothing lost, nothing wrong
+def test_an_existing_out_is_replaced_only_with_overwrite_whole_and_by_one_writer_at_a_time(evaluated, tmp_path):
+    from common.outputs import OutputLock
+    checkpoints, out = evaluated["checkpoints"], tmp_path / "R"
+    args = ["--checkpoints-dir", checkpoints, "--segmenters", "fcn8s", "--device", "cpu", "--out", out]
+    assert _evaluate_cli(*args, "--runs", "adam_seed0").returncode == 0
+    again = _evaluate_cli(*args, "--runs", "tradam_seed0")
+    assert again.returncode == 2 and again.stderr == (f"error: --out {out}: holds an earlier output; pass --overwrite "
+                                                      f"to replace it (once the new one is complete) or choose another "
+                                                      f"--out\n")
+    assert (out / "adam_seed0" / "images").is_dir()  # untouched
+    replaced = _evaluate_cli(*args, "--runs", "tradam_seed0", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["tradam_seed0"]  # nothing stale beside it
+    with open(out / "results.csv") as file:
+        assert {row["image_set"] for row in csv.DictReader(file)} == {"tradam_seed0", "real photos"}
+    assert not list(tmp_path.glob(".R.partial-*")) and not list(tmp_path.glob(".R.replaced-*"))
+    lock = OutputLock(out, "--out")  # another evaluation writing R: a second one is refused at once
+    try:
+        busy = _evaluate_cli(*args, "--runs", "adam_seed0", "--overwrite")
+    finally:
+        lock.release()
+    assert busy.returncode == 2 and f"--out {out}: being written by process" in busy.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["tradam_seed0"]
+
+
+def flip_a_byte(path: Path, offset_fraction: float = 0.6) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * offset_fraction)] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_a_generator_or_segmenter_changed_on_disk_since_its_save_is_refused(evaluated, tmp_path, capsys):
+    checkpoints = shutil.copytree(evaluated["checkpoints"], tmp_path / "ck")
+    flip_a_byte(checkpoints / "adam_seed0" / "latest.pt")
+    err = _error(["--checkpoints-dir", str(checkpoints), "--runs", "adam_seed0", "--segmenters", "fcn8s",
+                  "--out", str(tmp_path / "a")], capsys)
+    assert err.startswith(f"error: {checkpoints / 'adam_seed0' / 'latest.pt'}: its SHA-256 differs from the one "
+                          f"recorded when it was written")
+    flip_a_byte(checkpoints / "segmenters" / "fcn8s.pt")
+    err = _error(["--checkpoints-dir", str(checkpoints), "--runs", "adam_seed1", "--segmenters", "fcn8s",
+                  "--out", str(tmp_path / "b")], capsys)
+    assert err.startswith(f"error: {checkpoints / 'segmenters' / 'fcn8s.pt'}: its SHA-256 differs")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_runs_are_pooled_only_when_they_differ_by_seed_alone(evaluated, tmp_path):
+    checkpoints = tmp_path / "ck"
+    shutil.copytree(evaluated["checkpoints"] / "segmenters", checkpoints / "segmenters")
+    root = evaluated["root"]
+    for name, lr, seed in (("a", 2e-4, 0), ("b", 2e-4, 1), ("c", 0.01, 0)):
+        folder = make_run(checkpoints, name, "tradam", seed, True, root)
+        options = json.loads((folder / "options.json").read_text())
+        (folder / "options.json").write_text(json.dumps({**options, "lr": lr, "name": name}))
+    result = _evaluate_cli("--checkpoints-dir", checkpoints, "--segmenters", "fcn8s", "--device", "cpu",
+                           "--out", tmp_path / "R")
+    assert result.returncode == 0, result.stderr
+    rows = {row["method"]: row["runs"] for row in json.loads((tmp_path / "R" / "results.json").read_text())
+            ["segmenters"][0]["rows"]}
+    assert rows == {"TRAdam (--lr 0.0002)": ["a", "b"], "TRAdam (--lr 0.01)": ["c"], "Ground truth": []}
+    assert "| TRAdam (--lr 0.0002) (2 runs) |" in result.stdout and "| TRAdam (--lr 0.01) |" in result.stdout
+
+
+def test_an_unfinished_run_is_a_row_of_its_own_that_says_so(evaluated):
+    report = json.loads((evaluated["out"] / "results.json").read_text())
+    assert [row["method"] for row in report["segmenters"][0]["rows"]] == ["Adam", "TRAdam (unfinished)",
+                                                                          "Ground truth"]
+    assert "| TRAdam (unfinished) |" in (evaluated["out"] / "results.md").read_text()
+    with open(evaluated["out"] / "results.csv") as file:
+        methods = {row["image_set"]: row["method"] for row in csv.DictReader(file)}
+    assert methods["tradam_seed0"] == "TRAdam (unfinished)" and methods["adam_seed0"] == "Adam"
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "cannot be read as a checkpoint"),
+    ("text", "not a PyTorch file (it starts with neither a zip header nor a pickle)"),
+    ("segmenter", "checkpoint holds no generator (netG and netG_config expected)"),
+    ("classifier", "weights do not match generator"),
+])
+def test_a_file_that_holds_no_generator_is_named_as_such_before_the_image_size(evaluated, tmp_path, capsys, kind,
+                                                                               message):
+    path = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        path.write_bytes((evaluated["checkpoints"] / "adam_seed0" / "latest.pt").read_bytes()[:5000])
+    elif kind == "text":
+        path.write_text("hello, I am not a checkpoint\n")
+    elif kind == "segmenter":
+        shutil.copy(evaluated["checkpoints"] / "segmenters" / "fcn8s.pt", path)
+    else:
+        torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2)).state_dict(), path)
+    err = _error(["--generator", str(path), "--dataroot", str(evaluated["root"]), "--segmenter-dir",
+                  str(evaluated["checkpoints"] / "segmenters"), "--segmenters", "fcn8s", "--out", str(tmp_path / "R")],
+                 capsys)
+    assert err.startswith(f"error: {path}: ") and message in err and "does not suit generator" not in err
+
+
+def test_a_segmenter_given_twice_is_refused(evaluated, capsys):
+    err = _error(["--checkpoints-dir", str(evaluated["checkpoints"]), "--segmenters", "fcn8s", "fcn8s"], capsys)
+    assert err == "error: --segmenters: fcn8s given more than once"

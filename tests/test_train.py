@@ -900,8 +900,7 @@ def test_resume_refuses_a_checkpoint_changed_on_disk_since_its_save(saved_run, t
     assert result.returncode == 2
     assert one_line(result.stderr) == (
         f"error: {latest}: its SHA-256 differs from the one recorded when it was written ({latest}.sha256); the "
-        f"file changed on disk: resume from an intact copy or start again (if you replaced it on purpose, delete "
-        f"latest.pt.sha256)")
+        f"file changed on disk since: use an intact copy (if you replaced it on purpose, delete latest.pt.sha256)")
     state = torch.load(saved_run / "latest.pt", weights_only=True)
     state["options"]["log_freq"] = 3  # another complete state than the one recorded: a --keep-full copy
     torch.save(state, run / "full_001.pt")
@@ -918,3 +917,23 @@ def test_sizes_beyond_their_bounds_are_refused_with_the_reason(tmp_path, option,
     line = one_line(result.stderr)
     assert line.startswith(f"error: {option} must be <= ") and f"got {value}" in line and "(" in line
     assert not any(tmp_path.iterdir())
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_any_step(synthetic_root, tmp_path):
+    result = run_cli(*tiny_args(synthetic_root, tmp_path, "--batch-size", "10", "--device", "cpu"))
+    assert result.returncode == 2
+    assert one_line(result.stderr) == (f"error: --batch-size 10: the training set has 4 images "
+                                       f"({synthetic_root / 'train'}); choose at most that")
+    assert not (tmp_path / "tradam_seed0").exists()
+
+
+def test_a_resume_says_so_when_options_json_was_edited_by_hand(saved_run, tmp_path):
+    run = shutil.copytree(saved_run, tmp_path / "tradam_seed0")
+    options = json.loads((run / "options.json").read_text())
+    (run / "options.json").write_text(json.dumps({**options, "lr": 0.5, "num_workers": 3}))  # num_workers: runtime
+    result = run_cli("--checkpoints-dir", str(tmp_path), "--name", "tradam_seed0", "--resume", "--device", "cpu",
+                     "--max-steps", "3")
+    assert result.returncode == 0, result.stderr
+    assert (f"{run / 'options.json'}: edited since the run saved it (lr); the run continues with the options of its "
+            f"checkpoint, and options.json is written again from them") in result.stdout
+    assert json.loads((run / "options.json").read_text())["lr"] == options["lr"]

@@ -14,6 +14,7 @@ import torch
 
 from common.command_line import flag
 from gan import run_files
+from gan.run_files import LOCATION_OPTIONS, RUNTIME_OPTIONS
 from gan.networks import build_discriminator, build_generator
 from gan.optimizers import optimizer_of_state
 from gan.pix2pix import ModelConfig
@@ -22,15 +23,6 @@ from training.options import TrainOptions, UsageError, build_parser, check_range
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-# Options that may change when a run is resumed (they do not change its trajectory); not given again, they
-# keep the run's values. --dataroot may name the run's dataset in a new place (its content is checked).
-RUNTIME_OPTIONS = {"device", "num_workers", "log_freq", "image_freq", "save_latest_freq", "save_epoch_freq",
-                   "max_steps", "compile", "dataroot", "preset", "noise_freq", "noise_probe", "keep_full",
-                   "deterministic"}
-# Where the run is and what to do with it: always as given now.
-LOCATION_OPTIONS = {"name", "checkpoints_dir", "resume", "overwrite", "allow_change"}
-
 
 def resume_options(args: TrainOptions, saved: dict, run_dir: Path, step: int) -> TrainOptions:
     """The options of a resumed run: the saved ones, with the runtime options given now and the run's place.

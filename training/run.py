@@ -8,6 +8,7 @@ may change now) and the dataset. :func:`start_writing` then takes the folder and
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,13 @@ from common.amp import amp_dtype
 from common.checkpoint import describe_names
 from common.device import decide_device
 from common.distributed import init_from_environment, is_main_process, launch_environment, ranks_where
-from common.files import write_json
+from common.files import json_ready, write_json
 from common.interrupts import Stopped, StopSignals, signal_name
 from common.run_folder import RunFolder
 from data.aligned import AlignedDataset, check_same_dataset, dataset_fingerprint
 from data.synthetic import default_dataset
 from gan import run_files
+from gan.run_files import LOCATION_OPTIONS, RUNTIME_OPTIONS
 from gan.pix2pix import Pix2Pix
 from training.monitor import TrainingMonitor
 from training.options import TrainOptions, UsageError
@@ -76,6 +78,7 @@ def open_run(args: TrainOptions, folder: RunFolder) -> tuple[Run, dict | None]:
         if checkpoint["world_size"] != world_size:
             raise UsageError(f"{latest}: saved with {checkpoint['world_size']} processes, "
                              f"resumed with {world_size}; the data order would change")
+        note_edited_options(folder.path / "options.json", checkpoint["options"])
         options = resume_options(args, checkpoint["options"], folder.path, checkpoint["step"])
         options.device, options.deterministic = args.device, args.deterministic  # as given now (or auto)
         first_lr = checkpoint["options"]["lr"]
@@ -89,6 +92,22 @@ def open_run(args: TrainOptions, folder: RunFolder) -> tuple[Run, dict | None]:
     run = Run(options, folder, device, rank, world_size, first_lr, fingerprint)
     adapt_to_device(run)
     return run, checkpoint
+
+
+def note_edited_options(path: Path, saved: dict) -> None:
+    """Say so when the run's options.json was edited since the checkpoint was saved: a resumed run continues
+    with the checkpoint's options (and options.json is written again from them). Only the options that shape
+    the trajectory count: the others are given anew at each resume."""
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    expected = json.loads(json.dumps(json_ready(saved)))
+    changed = sorted(k for k in (set(written) | set(expected)) - RUNTIME_OPTIONS - LOCATION_OPTIONS
+                     if written.get(k) != expected.get(k))
+    if changed:
+        say(f"{path}: edited since the run saved it ({', '.join(changed)}); the run continues with the options of "
+            f"its checkpoint, and options.json is written again from them")
 
 
 def adapt_to_device(run: Run) -> None:

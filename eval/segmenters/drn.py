@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.cityscapes import CLASS_NAMES
+from common.checkpoint import CheckpointError, load_checkpoint
 from eval import EvalError
 from eval.segmenters.base import Segmenter, imported_entries
 
@@ -164,10 +165,9 @@ def read_state_dict(source: Path) -> dict[str, torch.Tensor]:
     """The tensors of the users' file (a plain state_dict; a ``{"state_dict": ...}`` wrapper and a
     DataParallel ``module.`` prefix are accepted). EvalError naming the file otherwise."""
     try:
-        obj = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights_only errors all mean: not a state_dict file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise EvalError(f"{source}: not a PyTorch state_dict file ({first})") from None
+        obj = load_checkpoint(source)
+    except CheckpointError as error:  # pickle, zip and weights_only errors all mean: not a state_dict file
+        raise EvalError(f"{source}: not a PyTorch state_dict file ({str(error).partition(': ')[2]})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -98,8 +98,9 @@ def load_segmenter(path: str | os.PathLike, arch: str | None = None,
                         f"the file changed after it was made: use an intact copy or make it again")
     bad = nonfinite_entries(obj["state_dict"])
     if bad:
-        raise EvalError(f"{path}: the segmenter holds non-finite values ({describe_names(bad)}); its training "
-                        f"diverged and it cannot score anything")
+        why = "the original file it was imported from holds them" if "source" in meta else "its training diverged"
+        raise EvalError(f"{path}: the segmenter holds non-finite values ({describe_names(bad)}); {why}, and it "
+                        f"cannot score anything")
     config = make_config(meta["arch"], meta["config"])
     normalization = meta["normalization"]  # an original scorer's own input handling has no mean/std
     model = build_segmenter(meta["arch"], config, meta["num_classes"], input_size=meta["train_resolution"],

@@ -12,12 +12,14 @@ from urllib.parse import urlparse
 
 import torch
 
+from common.checkpoint import load_checkpoint
+
 
 def torch_hub_weights(url: str, allow_download: bool) -> dict | None:
     """A torchvision state_dict from the torch hub cache, downloaded only if ``allow_download``."""
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
     if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
+        return load_checkpoint(cached)
     if not (allow_download and _reachable(urlparse(url).hostname)):
         return None
     try:

@@ -379,12 +379,14 @@ def utc_now() -> str:
 
 
 def code_revision() -> str | None:
-    """The commit of the checkout this code runs from (with ``-dirty`` if files differ from it), if git knows."""
+    """The commit of the checkout this code runs from (with ``-dirty`` if its files differ from it, the shipped
+    segmenters in checkpoints/ aside: they are what is being made), if git knows."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)checkpoints"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -103,6 +103,7 @@ def evaluate_command(config: StudyConfig, out: Path, runs: list[str] | None = No
     """``evaluate.py`` over runs (their latest.pt) or generator files, into ``out``."""
     args = [REPO / "evaluate.py", *options(checkpoints_dir=config.checkpoints_dir,
                                            segmenter_dir=segmenter_folder(config), out=out, device=config.device),
+            flag("overwrite"),
             *PRESETS[config.preset]["evaluate"]]
     if runs:
         args += [flag("runs"), *runs]

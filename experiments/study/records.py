@@ -20,6 +20,7 @@ A stale record is never read: its run is trained and scored again, and the recor
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from common.checkpoint import weights_sha256
 from common.device import device_name
-from common.files import write_json
+from common.files import json_ready, write_json
 from common.imports import code_digest
 
 RECORD_VERSION = 2
@@ -60,27 +61,45 @@ def _nan(value):
     return math.nan if value is None else value
 
 
+def content_digest(record: dict) -> str:
+    """SHA-256 of a record's numbers and words: its JSON (NaN as null) with sorted keys, its digest aside."""
+    canonical = json.dumps(json_ready({k: v for k, v in record.items() if k != "digest"}), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RecordChanged(ValueError):
+    """A record whose content does not match the digest written with it (edited since)."""
+
+
 def read_record(folder: Path, name: str) -> dict | None:
-    """The record of run ``name``, or None when there is none or it cannot be read (it is then redone). The
-    NaNs JSON stores as null are NaN again in its numbers (scores, curves, noise series)."""
+    """The record of run ``name``, or None when there is none or it cannot be read (it is then redone); raises
+    RecordChanged when its content does not match its digest. The NaNs JSON stores as null are NaN again in its
+    numbers (scores, curves, noise series)."""
     path = record_path(folder, name)
     try:
         record = json.loads(path.read_text())
         if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
             return None
+        if record.get("digest") != content_digest(record):
+            raise RecordChanged(f"{path}: its numbers do not match the digest written with them (edited since?); "
+                                f"its run is trained and scored again")
         record["val_l1"] = _nan(record["val_l1"])
         for scores in [*record["final"].values(), *(s["ground_truth"] for s in record["scorers"].values())]:
             scores.update({k: [_nan(x) for x in v] if k.startswith("per_class") else _nan(v)
                            for k, v in scores.items() if k != "confusion"})
         for series in [*record["curve"].values(), *record["noise"].values()]:
             series[:] = [(step, _nan(value)) for step, value in series]
+    except RecordChanged:
+        raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return record
 
 
 def write_record(folder: Path, record: dict) -> Path:
-    return write_json(record_path(folder, record["name"]), record)
+    """``<folder>/<name>.json`` with the record and its digest (:func:`content_digest`)."""
+    return write_json(record_path(folder, record["name"]), {**record, "digest": content_digest(record)})
 
 
 def matches(record: dict | None, key: dict, scorers: dict[str, str] | None = None) -> bool:
@@ -102,6 +121,7 @@ class StoredRecords:
         self.folder, self.device, self.code, self.data = folder, device, code, data
         self.scorer_files = scorer_files
         self._scorer_hashes: dict[str, str] | None = None
+        self._reported: set[str] = set()  # changed records already named
 
     def key(self, train_options: list[str]) -> dict:
         from common.device import resolve_device
@@ -115,13 +135,23 @@ class StoredRecords:
                                    for arch, path in self.scorer_files.items()}
         return self._scorer_hashes
 
+    def read(self, name: str) -> dict | None:
+        """:func:`read_record`, a changed record saying so once (and then read as none: it is redone)."""
+        try:
+            return read_record(self.folder, name)
+        except RecordChanged as error:
+            if name not in self._reported:
+                self._reported.add(name)
+                print(error, flush=True)
+            return None
+
     def pending(self, name: str, train_options: list[str]) -> bool:
         """Whether run ``name`` has a record of the same key, not yet checked against the scorers."""
-        record = read_record(self.folder, name)
+        record = self.read(name)
         return record is not None and matches(record, self.key(train_options))
 
     def usable(self, name: str, train_options: list[str]) -> dict | None:
         """The record of run ``name`` when it can be reused (same key, same scorers), else None."""
-        record = read_record(self.folder, name)
+        record = self.read(name)
         return record if record is not None and matches(record, self.key(train_options), self.scorer_hashes()) \
             else None

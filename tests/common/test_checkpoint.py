@@ -41,6 +41,9 @@ def test_bad_files_give_one_line_errors(tmp_path):
     truncated = tmp_path / "truncated.pt"
     save_atomic({"format_version": 1, "w": torch.zeros(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated.pt: its SHA-256 differs from the one recorded"):
+        load_checkpoint(truncated)  # the record beside it says the file changed since its save
+    (tmp_path / "truncated.pt.sha256").unlink()
     with pytest.raises(CheckpointError, match="truncated.pt: cannot be read"):
         load_checkpoint(truncated)
     code = tmp_path / "code.pt"
@@ -77,3 +80,27 @@ def test_nonfinite_entries_names_every_bad_tensor():
              "empty": torch.zeros(0), "half": torch.tensor([65504.0], dtype=torch.float16), "note": "text"}
     assert sorted(nonfinite_entries(state)) == ["netG.running_var", "optimizer.state.0.exp_avg"]
     assert nonfinite_entries({"w": torch.full((5,), 3e38)}) == []  # large but finite
+
+
+def test_a_raw_pickle_is_refused_in_one_line_without_advice_or_warnings(tmp_path, recwarn):
+    import pickle
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"f": print}, protocol=4))  # torch warns about protocol 4 when it reads it
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(raw)
+    message = str(info.value)
+    assert message.startswith(f"{raw}: refused: it holds Python objects") and "\n" not in message
+    assert "weights_only" not in message and "succeed" not in message
+    assert not [w for w in recwarn if "pickle" in str(w.message)]
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"text.pt: not a PyTorch file \(it starts with neither a zip header nor a "
+                                              r"pickle\)$"):
+        load_checkpoint(text)
+
+
+def test_a_byte_copy_of_a_checkpoint_of_the_same_folder_passes_the_sha256_check(tmp_path):
+    save_atomic({"format_version": 1, "w": torch.ones(3)}, tmp_path / "full_002.pt")
+    save_atomic({"format_version": 1, "w": torch.zeros(3)}, tmp_path / "latest.pt")
+    (tmp_path / "latest.pt").write_bytes((tmp_path / "full_002.pt").read_bytes())  # copied over on purpose
+    assert torch.equal(load_checkpoint(tmp_path / "latest.pt")["w"], torch.ones(3))

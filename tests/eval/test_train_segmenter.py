@@ -131,6 +131,12 @@ def test_resume_continues_the_same_trajectory(synthetic_root, tmp_path, monkeypa
     crash_after_first_epoch(monkeypatch, args + ["--out", str(resumed), "--overwrite"])
     assert ts.main(args + ["--out", str(resumed), "--resume", "--lr", "0.1"]) == 2
 
+    # a latest.pt changed on disk since its save is refused, not continued from
+    data = bytearray(latest.read_bytes())
+    data[len(data) * 3 // 5] ^= 0x40
+    latest.write_bytes(bytes(data))
+    assert ts.main(args + ["--out", str(resumed), "--resume"]) == 2
+
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert ts.main(["--arch", "fcn8s", "--dataroot", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.pt")]) == 2

@@ -210,3 +210,14 @@ def test_amp_leaves_the_imported_scorer_in_fp32(narrow):
     assert torch.equal(amp_pred, pred) and torch.equal(amp_resized, resized)
     cpu = torch.device("cpu")
     assert torch.equal(score_batches(model, [(x, labels)], cpu, amp=True), score_batches(model, [(x, labels)], cpu))
+
+
+def test_a_caffemodel_with_non_finite_weights_is_refused_at_import(tmp_path, capsys):
+    weights = fcn8s_weights(block_widths=(4, 4, 8, 8, 8), fc_width=8)
+    weights["fc7_cs"][0][0, 0, 0, 0] = float("inf")
+    path = write_caffemodel(tmp_path / "fcn-8s-cityscapes.caffemodel", weights)
+    out = tmp_path / "fcn8s_caffe.pt"
+    assert import_main(["fcn8s_caffe", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: holds NaN or infinite weights (") and err.count("\n") == 1
+    assert not out.exists()

@@ -220,3 +220,25 @@ def test_same_scores_as_fyu_drn_at_1024x2048(both_networks):
     row = compare(both_networks, 1024, 2048)
     assert row["agreement"] >= 0.9999, row
     assert row["max_logit_diff"] < 1e-3, row
+
+
+def test_non_finite_weights_are_refused_at_import_and_nothing_is_written(users_file, tmp_path, capsys):
+    state = torch.load(users_file, weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point() and k.startswith("seg"))
+    state[name].view(-1)[0] = float("nan")
+    bad = tmp_path / drn.FILE_NAME
+    torch.save(state, bad)
+    out = tmp_path / "drn_d_105.pt"
+    assert import_main(["drn_d_105", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {bad}: holds NaN or infinite weights (net.{name}); it is no usable scorer, and nothing was written\n"
+    assert not out.exists()
+
+
+def test_a_pickle_of_code_is_refused_without_torchs_advice_to_turn_the_safety_off(tmp_path, capsys):
+    import pickle
+    bad = tmp_path / drn.FILE_NAME
+    bad.write_bytes(pickle.dumps({"f": print}, protocol=4))
+    assert import_main(["drn_d_105", str(bad), "--out", str(tmp_path / "o.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused" in err and "weights_only" not in err and "succeed" not in err

@@ -131,3 +131,19 @@ def test_a_record_is_reused_only_with_the_same_key_and_the_same_scorers(tmp_path
     assert retrained.usable("adam_seed0", options) is None  # the scorer's weights differ
     assert stored.usable("adam_seed0", options) is not None  # the hash is taken once per call
     assert not matches(None, {}) and matches(record(), {"k": 1}) and not matches(record(), {"k": 2})
+
+
+def test_a_record_edited_by_hand_is_redone_with_one_line(tmp_path, capsys):
+    scorer = tmp_path / "fcn8s.pt"
+    weights = {"w": torch.arange(6.0)}
+    torch.save({"state_dict": weights, "metadata": {}}, scorer)
+    stored = StoredRecords(tmp_path / "runs", "cpu", "c0de", None, {"fcn8s": scorer})
+    options = ["--optim", "adam", "--seed", "0"]
+    path = write_record(stored.folder, record(key=stored.key(options), fcn=weights_sha256(weights)))
+    assert stored.usable("adam_seed0", options) is not None
+    edited = json.loads(path.read_text())
+    edited["final"]["fcn8s"]["pixel_acc"] = 0.999  # a better number typed in
+    path.write_text(json.dumps(edited))
+    assert stored.usable("adam_seed0", options) is None and not stored.pending("adam_seed0", options)
+    assert capsys.readouterr().out == (f"{path}: its numbers do not match the digest written with them (edited "
+                                       f"since?); its run is trained and scored again\n")  # said once
