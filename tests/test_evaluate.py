@@ -189,7 +189,7 @@ def test_bad_input_gives_one_line_errors(evaluated, tmp_path, capsys):
     (mine / "empty_run").mkdir()
     err = _error(["--checkpoints-dir", str(mine), "--out", str(tmp_path / "o"), "--runs", "empty_run"], capsys)
     assert f"{mine / 'empty_run'}: empty run folder" in err
-    assert evaluate.main(["--checkpoints-dir", str(mine)]) == 2  # without --runs it is skipped: no runs left
+    assert evaluate.main(["--checkpoints-dir", str(mine), "--out", str(tmp_path / "o")]) == 2  # without --runs it is skipped: no runs left
     captured = capsys.readouterr()
     assert f"skipping {mine / 'empty_run'}: no checkpoint yet" in captured.out and "no training runs" in captured.err
     (mine / "empty_run").rmdir()
