@@ -24,6 +24,11 @@ base optimizer's state, so a resume in the middle of an inner round continues th
 - :class:`TrajectoryRegularizer` (``tralgo.regularizer``): wraps any other ``torch.optim.Optimizer``
   (AdamW, RMSprop, ...).
 
+Complex parameters are handled as ``torch.optim`` handles them: TRAdam updates each as
+``torch.view_as_real`` of it (parameter, gradient, anchor and moments), so its real and imaginary parts
+move as two real entries; TRSGD's update is linear and the same on either view. The state keeps the
+parameters' complex dtype, and ``distance_to_anchor()`` counts both parts.
+
 Where this differs from the official code:
 
 - ``prox_mode="paper"`` (default) uses the paper's λ·(w − w_t); the official code's coefficient is

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from tralgo._fused_kernels import has_fused_kernel, kernel_takes
-from tralgo._tensors import HALF_DTYPES, _buckets, _chunk_elements, _match_layout
+from tralgo._tensors import HALF_DTYPES, _buckets, _chunk_elements, _match_layout, _real_views
 
 PROX_MODES = ("paper", "reference")
 
@@ -138,8 +138,8 @@ class _TROptimizerBase(Optimizer):
 
     @torch.no_grad()
     def distance_to_anchor(self) -> float:
-        """‖w − w_t‖ over all parameters that have an anchor (for logging): a few multi-tensor calls
-        per (device, dtype) and one read of the result."""
+        """‖w − w_t‖ over all parameters that have an anchor (for logging; complex ones as their real
+        views): a few multi-tensor calls per (device, dtype) and one read of the result."""
         params, anchors = [], []
         for group in self.param_groups:
             for p in group["params"]:
@@ -147,6 +147,7 @@ class _TROptimizerBase(Optimizer):
                 if anchor is not None:
                     params.append(p.detach())
                     anchors.append(anchor)
+        params, anchors = _real_views(params), _real_views(anchors)
         per_device = defaultdict(list)  # ‖w − w_t‖ of each (device, dtype) bucket, in float64
         for (device, dtype), index in _buckets(params).items():
             norms = _distance_norms([params[i] for i in index], [anchors[i] for i in index], dtype)

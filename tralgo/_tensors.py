@@ -1,4 +1,5 @@
-"""Tensor bookkeeping shared by the update paths: (device, dtype) buckets, memory layouts, chunks, d.
+"""Tensor bookkeeping shared by the update paths: (device, dtype) buckets, memory layouts, chunks, real
+views of complex tensors, d.
 
 Nothing here knows an optimizer: these helpers group, pair and cut lists of tensors so that one
 multi-tensor call or one kernel call can take them, and form the direction d = grad + c·(w − w_t).
@@ -29,6 +30,12 @@ def _split(keep: list[bool], *lists: list) -> tuple[list[list], list[list]]:
     kept = [[x for x, k in zip(items, keep) if k] for items in lists]
     dropped = [[x for x, k in zip(items, keep) if not k] for items in lists]
     return kept, dropped
+
+
+def _real_views(tensors: list[Tensor]) -> list[Tensor]:
+    """Each complex tensor as ``torch.view_as_real`` of it, the others as they are: torch.optim updates a
+    complex parameter as the real tensor of its real and imaginary parts (its gradient and state alike)."""
+    return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
 
 def _is_dense(t: Tensor) -> bool:

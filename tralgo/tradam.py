@@ -2,9 +2,10 @@
 
 The n-th ``step()`` (k = n mod S): at k = 0 the anchor w_t becomes a copy of w (``tralgo._base``); then
 d = grad + weight_decay·w + c·(w − w_t) and one Adam step along d with step size lr/(k+1), exactly as
-``torch.optim.Adam`` computes it (moments and bias-correction count never reset). The reference update
-below says it in a few lines; :func:`tradam` dispatches a bucket of tensors of one device and dtype to
-it, to the multi-tensor path or to torch's fused kernel.
+``torch.optim.Adam`` computes it (moments and bias-correction count never reset; a complex tensor as
+``torch.view_as_real`` of it). The reference update below says it in a few lines; :func:`tradam`
+dispatches a bucket of tensors of one device and dtype to it, to the multi-tensor path or to torch's
+fused kernel.
 """
 from __future__ import annotations
 
@@ -13,32 +14,34 @@ from torch import Tensor
 
 from tralgo._base import _check, _check_tr_options, _TROptimizerBase
 from tralgo._fused_kernels import FUSED_ADAM, fused_step
-from tralgo._tensors import (_chunk_elements, _chunks, _direction, _directions, _match_layout, _shares_layout,
-                             _split, _steps_on)
+from tralgo._tensors import (_chunk_elements, _chunks, _direction, _directions, _match_layout, _real_views,
+                             _shares_layout, _split, _steps_on)
 
 _CPU = torch.device("cpu")
 
 
 def _single_tensor_tradam(params: list[Tensor], anchors: list[Tensor], states: list[dict], *, c: float, lr: float,
                           beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool) -> None:
-    """The reference update: Adam along d, tensor by tensor (torch.optim.Adam's single-tensor formula)."""
+    """The reference update: Adam along d, tensor by tensor (torch.optim.Adam's single-tensor formula,
+    complex tensors as their real views)."""
     if not params:
         return
     torch._foreach_add_(_steps_on(states, _CPU), 1)
     for p, anchor, state in zip(params, anchors, states):
         d = _direction(p, p.grad, anchor, c)  # grad + c·(w − w_t)
-        if weight_decay != 0:
+        if weight_decay != 0:  # before the real views, as torch's formula (complex rounding differs)
             d.add_(p, alpha=weight_decay)
+        moments = [state[key] for key in _state_keys(amsgrad)]
+        p, d, exp_avg, exp_avg_sq, *max_exp_avg_sq = _real_views([p, d, *moments])
         step = state["step"].item()  # a CPU counter: no device sync
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(d, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(d, d, value=1 - beta2)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
         second_moment = exp_avg_sq
         if amsgrad:
-            torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-            second_moment = state["max_exp_avg_sq"]
+            torch.maximum(max_exp_avg_sq[0], exp_avg_sq, out=max_exp_avg_sq[0])
+            second_moment = max_exp_avg_sq[0]
         denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
         p.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
@@ -48,7 +51,8 @@ class TRAdam(_TROptimizerBase):
 
     Args:
         params: parameters or parameter groups (groups may set any keyword below).
-        lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam`` (L2 weight decay).
+        lr, betas, eps, weight_decay, amsgrad: as ``torch.optim.Adam`` (L2 weight decay; complex
+            parameters updated as their real views).
         prox: λ, the proximal coefficient (paper: 0.1).
         inner_steps: S, steps between anchor updates (paper: 10).
         inner_decay: inner step size lr/(k+1) (the paper's decreasing step size) instead of lr.
@@ -126,10 +130,12 @@ def tradam(params: list[Tensor], anchors: list[Tensor], states: list[dict], *, f
 def _multi_tensor_tradam(params: list[Tensor], anchors: list[Tensor], states: list[dict], *, chunk_size: int | None,
                          c: float, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                          amsgrad: bool) -> None:
-    """The reference update in multi-tensor operations, chunk by chunk (bit-identical to it)."""
+    """The reference update in multi-tensor operations, chunk by chunk (bit-identical to it, but for
+    complex tensors with weight decay: added on their real views, as torch's multi-tensor formula does)."""
     torch._foreach_add_(_steps_on(states, _CPU), 1)
     lists = [params, [p.grad for p in params], anchors] + [[s[k] for s in states] for k in _state_keys(amsgrad)]
-    for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, _chunk_elements(chunk_size, params[0].dtype, True)):
+    lists = [_real_views(tensors) for tensors in lists]
+    for index, (w, g, w_t, m, v, *v_max) in _chunks(lists, _chunk_elements(chunk_size, lists[0][0].dtype, True)):
         steps = [states[i]["step"].item() for i in index]  # CPU counters: no device sync
         d = _directions(w, g, w_t, c)
         if weight_decay != 0:

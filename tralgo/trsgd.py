@@ -3,7 +3,8 @@ G_t(w) = f(w) + λ/2·‖w − w_t‖².
 
 The n-th ``step()`` (k = n mod S): at k = 0 the anchor w_t becomes a copy of w (``tralgo._base``); then
 d = grad + weight_decay·w + c·(w − w_t) and one SGD step along d with step size lr/(k+1), exactly as
-``torch.optim.SGD`` computes it. The reference update below says it in a few lines; :func:`trsgd`
+``torch.optim.SGD`` computes it (on complex tensors, as torch does: the update is linear, so it equals
+that of their real views). The reference update below says it in a few lines; :func:`trsgd`
 dispatches a bucket of tensors of one device and dtype to it, to the multi-tensor path or to torch's
 fused kernel.
 """
