@@ -50,6 +50,11 @@ dispatcher function, the faster paths, taken per (device, dtype) bucket of a gro
 - ``foreach=False, fused=False``: the reference update (also taken, tensor by tensor, where a
   gradient's memory layout differs from its parameter's).
 
+``fused=None`` takes torch's fused kernel wherever it exists for the bucket's device and dtype (never
+for complex tensors, which torch's kernels do not take: they take the formulas); ``fused=True`` requires
+it (so it refuses complex parameters, as torch does), and is refused together with ``foreach=True``
+exactly as ``torch.optim.Adam`` and ``SGD`` refuse it (RuntimeError when the optimizer is built).
+
 torch's private kernels are called only in ``tralgo._fused_kernels``, which states the torch versions
 they rely on. Parameter groups may carry their own ``prox``, ``inner_steps``, ``inner_decay`` and
 ``prox_mode``.

@@ -48,6 +48,8 @@ class _TROptimizerBase(Optimizer):
         _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
         self.chunk_size = chunk_size
         super().__init__(params, defaults)
+        if defaults.get("fused") and defaults.get("foreach"):  # as torch.optim.Adam and SGD refuse it
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)

@@ -57,8 +57,9 @@ class TRAdam(_TROptimizerBase):
         inner_steps: S, steps between anchor updates (paper: 10).
         inner_decay: inner step size lr/(k+1) (the paper's decreasing step size) instead of lr.
         prox_mode: "paper" (c = λ) or "reference" (c = 2·λ·lr0/lr, the official code).
-        fused: None = torch's fused Adam kernel where the device and dtype allow it; True = require
-            it; False = torch's Adam formula in separate operations.
+        fused: None = torch's fused Adam kernel where the device and dtype allow it (not complex);
+            True = require it (not with ``foreach=True``, as torch.optim.Adam); False = torch's Adam
+            formula in separate operations.
         foreach: None = the multi-tensor path on CUDA, the per-tensor path elsewhere; True / False =
             that path on any device (see the package docstring).
         chunk_size: elements per kernel call; None = 64 MB of d per call on the multi-tensor path,

@@ -42,8 +42,9 @@ class TRSGD(_TROptimizerBase):
     """SGD (with momentum, dampening, nesterov) on the trajectory-regularized objective (TRSGD).
 
     Args as ``torch.optim.SGD`` plus ``prox`` (λ), ``inner_steps`` (S), ``inner_decay``, ``prox_mode``,
-    ``fused`` (None = torch's fused SGD kernel where the device and dtype allow it), ``foreach`` (None =
-    the multi-tensor path on CUDA) and ``chunk_size``, as for :class:`tralgo.TRAdam`.
+    ``fused`` (None = torch's fused SGD kernel where the device and dtype allow it, not complex; True is
+    refused with ``foreach=True``, as by torch.optim.SGD), ``foreach`` (None = the multi-tensor path on
+    CUDA) and ``chunk_size``, as for :class:`tralgo.TRAdam`.
     """
 
     fused_kernel = FUSED_SGD

@@ -265,3 +265,18 @@ def test_a_model_moved_to_channels_last_mid_run_keeps_its_trajectory(make):
             conv(x).pow(2).mean().backward()
             opt.step()
     assert_close(list(conv_b.parameters()), list(conv_a.parameters()), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("foreach", [None, False, True])
+@pytest.mark.parametrize("fused", [None, False, True])
+@pytest.mark.parametrize("ours,torchs", [(TRAdam, torch.optim.Adam), (TRSGD, torch.optim.SGD)], ids=["adam", "sgd"])
+def test_fused_and_foreach_are_refused_together_as_torch_refuses_them(ours, torchs, fused, foreach):
+    """Each combination is accepted by both, or refused by both with the same exception and message."""
+    def outcome(cls):
+        try:
+            cls(make_params(torch.float32), lr=0.01, fused=fused, foreach=foreach)
+        except Exception as error:  # compared, not handled
+            return type(error), str(error)
+        return None
+
+    assert outcome(ours) == outcome(torchs)

@@ -47,7 +47,7 @@ def test_fused_kernel_gets_one_dtype_per_call(monkeypatch, foreach, prox):
 
     monkeypatch.setattr(torch, "_fused_adam_", one_dtype_per_call)
     params = mixed_precision_params()
-    opt = TRAdam(params, lr=0.01, prox=prox, fused=True, foreach=foreach)
+    opt = TRAdam(params, lr=0.01, prox=prox, fused=None, foreach=foreach)  # None: the kernel, for both dtypes
     for n in range(3):
         opt.zero_grad()
         mixed_loss(params, n).backward()
@@ -55,7 +55,7 @@ def test_fused_kernel_gets_one_dtype_per_call(monkeypatch, foreach, prox):
     assert {torch.bfloat16, torch.float32} <= set(calls)
     # the same as one optimizer per dtype
     separate = mixed_precision_params()
-    opts = [TRAdam([p for p in separate if p.dtype == dtype], lr=0.01, prox=prox, fused=True, foreach=foreach)
+    opts = [TRAdam([p for p in separate if p.dtype == dtype], lr=0.01, prox=prox, fused=None, foreach=foreach)
             for dtype in (torch.bfloat16, torch.float32)]
     for n in range(3):
         for o in opts:
