@@ -16,7 +16,9 @@ with step size ``lr/(k+1)`` (``inner_decay=True``) or ``lr``. λ is ``prox``, lr
 the optimizer was built, lr is its lr now. ``p.grad`` is never modified and the groups' ``lr``
 keeps the value the user or a scheduler set. Beyond the base optimizer's state the only
 parameter-sized buffer is the anchor. ``state_dict()`` carries the anchors, the step count and the
-base optimizer's state, so a resume in the middle of an inner round continues the same trajectory.
+base optimizer's state, so a resume in the middle of an inner round continues the same trajectory;
+``load_state_dict()`` refuses (ValueError naming the missing group key or state entry, before it
+changes anything) a state dict of another optimizer, e.g. of ``torch.optim.Adam`` or of TRSGD for TRAdam.
 
 - :class:`TRAdam` (``tralgo.tradam``): Adam exactly as ``torch.optim.Adam`` computes it (moments and
   bias correction never reset).

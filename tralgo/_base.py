@@ -3,7 +3,9 @@ inner step size (Algorithm 1 of the paper, apart from the base optimizer's updat
 
 Each group holds ``tr_step`` (how many times ``step()`` ran, n) and ``tr_lr0`` (its lr at construction,
 lr0). Each parameter's state holds ``anchor`` (w_t) and ``anchor_round`` (n // S when it was taken), so a
-parameter that had no gradient at k = n mod S = 0 gets its anchor when it first moves.
+parameter that had no gradient at k = n mod S = 0 gets its anchor when it first moves. ``load_state_dict``
+refuses a state dict without these (or without the base optimizer's options and state), e.g. one of
+``torch.optim.Adam``, before it changes anything.
 """
 from __future__ import annotations
 
@@ -38,11 +40,13 @@ class _TROptimizerBase(Optimizer):
 
     Subclasses define ``_update(group, params, anchors, c, lr, foreach, fused)``: the base optimizer's
     step of ``params`` (one device and dtype) along d = grad + c·(w − w_t) (plus its own weight decay)
-    with step size ``lr`` on the path ``foreach``/``fused`` select, and ``fused_kernel``, the name of
-    the torch kernel their ``fused`` option selects.
+    with step size ``lr`` on the path ``foreach``/``fused`` select, ``fused_kernel``, the name of the
+    torch kernel their ``fused`` option selects, and ``param_state_keys``, what the state of every
+    parameter that has moved holds.
     """
 
     fused_kernel: str | None = None
+    param_state_keys: tuple[str, ...] = ("anchor", "anchor_round")
 
     def __init__(self, params, defaults: dict, chunk_size: int | None = None):
         _check(chunk_size is None or chunk_size >= 1, "chunk_size", chunk_size, "must be >= 1")
@@ -50,6 +54,29 @@ class _TROptimizerBase(Optimizer):
         super().__init__(params, defaults)
         if defaults.get("fused") and defaults.get("foreach"):  # as torch.optim.Adam and SGD refuse it
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """``torch.optim.Optimizer.load_state_dict``, after refusing (ValueError, nothing changed) a state
+        dict whose groups or parameters' state lack what this optimizer's step reads."""
+        self._check_state_dict(state_dict)
+        super().load_state_dict(state_dict)
+
+    def _check_state_dict(self, state_dict: dict) -> None:
+        """Raise ValueError naming what the first group, or parameter's state, that falls short lacks."""
+        def refuse(what: str, missing: list[str]):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {what} no {', '.join(map(repr, missing))} "
+                             "(a state_dict of another optimizer?)")
+
+        group_keys = ("tr_step", "tr_lr0", *self.defaults)
+        for g, group in enumerate(state_dict["param_groups"]):
+            missing = [key for key in group_keys if key not in group]
+            if missing:
+                refuse(f"param group {g} has", missing)
+            for index in group["params"]:
+                state = state_dict["state"].get(index) or {}
+                missing = [key for key in self.param_state_keys if key not in state]
+                if state and missing:
+                    refuse(f"parameter {index} (param group {g}) has {', '.join(map(repr, state))} but", missing)
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)

@@ -57,6 +57,11 @@ class TrajectoryRegularizer(_TROptimizerBase):
         return {"base": self.base.state_dict(), "regularizer": super().state_dict()}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """The regularizer's state (refused as TRAdam's is where it lacks anything), then the base's."""
+        missing = [key for key in ("base", "regularizer") if key not in state_dict]
+        if missing:
+            raise ValueError(f"TrajectoryRegularizer.load_state_dict: no {', '.join(map(repr, missing))} "
+                             "(a state_dict of another optimizer?)")
         super().load_state_dict(state_dict["regularizer"])
         self.base.load_state_dict(state_dict["base"])
         self.param_groups = self.base.param_groups

@@ -67,6 +67,7 @@ class TRAdam(_TROptimizerBase):
     """
 
     fused_kernel = FUSED_ADAM
+    param_state_keys = (*_TROptimizerBase.param_state_keys, "step", "exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, prox: float = 0.1, inner_steps: int = 10,

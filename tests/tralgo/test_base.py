@@ -267,6 +267,90 @@ def test_a_model_moved_to_channels_last_mid_run_keeps_its_trajectory(make):
     assert_close(list(conv_b.parameters()), list(conv_a.parameters()), rtol=1e-5, atol=1e-6)
 
 
+def four_optimizers(params):
+    return {"Adam": lambda: torch.optim.Adam(params, lr=0.01),
+            "SGD": lambda: torch.optim.SGD(params, lr=0.01, momentum=0.9),
+            "TRAdam": lambda: TRAdam(params, lr=0.01, inner_steps=4),
+            "TRSGD": lambda: TRSGD(params, lr=0.01, momentum=0.9, inner_steps=4)}
+
+
+FIRST_MISSING = {("TRAdam", "Adam"): "tr_step", ("TRAdam", "SGD"): "tr_step", ("TRAdam", "TRSGD"): "betas",
+                 ("TRSGD", "Adam"): "tr_step", ("TRSGD", "SGD"): "tr_step", ("TRSGD", "TRAdam"): "momentum"}
+
+
+def params_with_an_unused_one():
+    """The tiny problem's parameters and one that never gets a gradient (it has no state)."""
+    return make_params() + [torch.zeros(2, dtype=torch.float64, requires_grad=True)]
+
+
+def saved_state(name: str, steps: int) -> dict:
+    params = params_with_an_unused_one()
+    opt = four_optimizers(params)[name]()
+    run_optimizer(params[:4], opt, 0.01, steps=steps)
+    return opt.state_dict()
+
+
+def assert_refused_and_unchanged(name: str, state_dict: dict, match: str) -> None:
+    """Loading ``state_dict`` into a ``name`` that has taken 6 steps raises ValueError matching ``match``
+    and leaves it to continue exactly as its twin that never saw the state dict."""
+    params, twin_params = params_with_an_unused_one(), params_with_an_unused_one()
+    opt, twin = four_optimizers(params)[name](), four_optimizers(twin_params)[name]()
+    run_optimizer(params[:4], opt, 0.01, steps=6)
+    run_optimizer(twin_params[:4], twin, 0.01, steps=6)
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state_dict)
+    assert opt.param_groups[0].keys() == twin.param_groups[0].keys()
+    run_optimizer(params[:4], opt, 0.01, steps=7, start=6)
+    run_optimizer(twin_params[:4], twin, 0.01, steps=7, start=6)
+    assert_close(params, twin_params, rtol=0, atol=0)
+    assert opt.distance_to_anchor() == twin.distance_to_anchor()
+
+
+@pytest.mark.parametrize("steps", [0, 3], ids=["before_any_step", "after_3_steps"])
+@pytest.mark.parametrize("source", ["Adam", "SGD", "TRAdam", "TRSGD"])
+@pytest.mark.parametrize("target", ["TRAdam", "TRSGD"])
+def test_load_state_dict_takes_its_own_and_refuses_another_optimizers(target, source, steps):
+    """Its own state dict (one parameter never had a gradient) loads and steps; a foreign one is refused
+    with a ValueError naming the missing group key, before anything changed."""
+    state_dict = saved_state(source, steps)
+    if source == target:
+        params = params_with_an_unused_one()
+        opt = four_optimizers(params)[target]()
+        opt.load_state_dict(state_dict)
+        run_optimizer(params[:4], opt, 0.01, steps=2, start=steps)
+        assert params[4] not in opt.state
+        return
+    missing = FIRST_MISSING[target, source]
+    assert_refused_and_unchanged(
+        target, state_dict, rf"^{target}\.load_state_dict: param group 0 has no (.*, )?'{missing}'.*another optimizer")
+
+
+@pytest.mark.parametrize("target,entry", [("TRAdam", "anchor"), ("TRAdam", "anchor_round"), ("TRAdam", "step"),
+                                          ("TRAdam", "exp_avg"), ("TRAdam", "exp_avg_sq"), ("TRSGD", "anchor")])
+def test_load_state_dict_names_the_missing_entry_of_a_parameters_state(target, entry):
+    state_dict = saved_state(target, 3)
+    del state_dict["state"][2][entry]
+    assert_refused_and_unchanged(target, state_dict, rf"parameter 2 \(param group 0\) has .* but no '{entry}'")
+
+
+def test_load_state_dict_refuses_adams_state_under_tradams_groups():
+    """A parameter with 'step' but no 'anchor': the group keys alone do not make a state dict TRAdam's."""
+    state_dict = saved_state("Adam", 3)
+    state_dict["param_groups"] = saved_state("TRAdam", 3)["param_groups"]
+    assert_refused_and_unchanged("TRAdam", state_dict,
+                                 r"parameter 0 \(param group 0\) has 'step', .* but no 'anchor', 'anchor_round'")
+
+
+def test_wrapper_load_state_dict_refuses_a_state_dict_of_another_optimizer():
+    params = make_params()
+    opt = TrajectoryRegularizer(torch.optim.Adam(params, lr=0.01))
+    with pytest.raises(ValueError, match="TrajectoryRegularizer.load_state_dict: no 'base', 'regularizer'"):
+        opt.load_state_dict(saved_state("TRAdam", 3))
+    adam = torch.optim.Adam(params, lr=0.01).state_dict()
+    with pytest.raises(ValueError, match=r"TrajectoryRegularizer.load_state_dict: param group 0 has no 'tr_step'"):
+        opt.load_state_dict({"base": adam, "regularizer": adam})
+
+
 @pytest.mark.parametrize("foreach", [None, False, True])
 @pytest.mark.parametrize("fused", [None, False, True])
 @pytest.mark.parametrize("ours,torchs", [(TRAdam, torch.optim.Adam), (TRSGD, torch.optim.SGD)], ids=["adam", "sgd"])
