@@ -40,12 +40,14 @@ from common.threads import thread_env
 @dataclass(frozen=True)
 class Job:
     """One command: ``name`` (unique; also its log's name), its argv (or a function returning it when the
-    job starts, for commands naming files that earlier jobs write), the jobs it waits for, and an optional
-    check made when its turn comes that says its outputs are already up to date."""
+    job starts, for commands naming files that earlier jobs write), the jobs it waits for, an optional
+    check made when its turn comes that says its outputs are already up to date, and the exit statuses that
+    count as done."""
     name: str
     command: tuple[str, ...] | Callable[[], tuple[str, ...]]
     after: tuple[str, ...] = ()
     skip: Callable[[], bool] | None = None
+    done_statuses: tuple[int, ...] = (0,)  # exit statuses that count as done (a study counts a diverged run)
 
 
 class JobFailed(InputError):
@@ -179,7 +181,7 @@ class JobRunner:
             self.running.remove(running)
             took = duration(time.monotonic() - running.started)
             tail = last_line(running.log_path)
-            if code == 0:
+            if code in running.job.done_statuses:
                 self.succeeded.add(running.job.name)
                 self.say(f"[{len(self.succeeded)}/{self.total}] {running.job.name}: done in {took}: {tail}")
             elif self.stop_signal is not None or self.failed is not None:

@@ -2,7 +2,7 @@
 
 :class:`TrainingMonitor` only logs; it is made on the main process alone (the others log nothing).
 TensorBoard tags: the four losses, ``lr``, ``grad_norm_G``/``grad_norm_D``, ``anchor_distance_G``/``_D``
-(TRAdam/TRSGD: ‖w − w_t‖), ``step_time`` (seconds), ``noise/*`` (:mod:`training.noise`), the image grid
+(TRAdam/TRSGD: ‖w − w_t‖), ``step_time`` (seconds), ``noise/*`` (:mod:`training.noise`, with ``noise/k`` the inner position of the step that follows), the image grid
 ``label | generated | real`` and the run's options as text.
 """
 from __future__ import annotations
@@ -43,6 +43,13 @@ def sample_grid(netG: nn.Module, frames: dict, seed: int) -> torch.Tensor:
                                        value_range=(-1, 1))
 
 
+def is_probe_step(step: int, noise_freq: int, inner_steps: int) -> bool:
+    """Whether the noise is probed after ``step`` steps: every ``noise_freq`` steps a round of ``inner_steps``
+    consecutive probes, so that the next step's inner position k = step mod S takes every value 0..S-1 (the
+    proximal pull is 0 at k = 0 and grows with k). 0: never."""
+    return bool(noise_freq) and step >= noise_freq and step % noise_freq < inner_steps
+
+
 def options_markdown(options: dict) -> str:
     return "| option | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(options.items()))
 
@@ -72,9 +79,10 @@ class TrainingMonitor:
             self.write_scalars(step, losses, pix2pix)
         if step % self.options.image_freq == 0:
             self.write_samples(step, pix2pix)
-        if self.options.noise_freq and step % self.options.noise_freq == 0:
+        if is_probe_step(step, self.options.noise_freq, self.options.inner_steps):
             for key, value in probe_generator_noise(pix2pix, self.probe, self.options.seed).items():
                 self.writer.add_scalar(f"noise/{key}", value, step)
+            self.writer.add_scalar("noise/k", step % self.options.inner_steps, step)
 
     def write_scalars(self, step: int, losses: dict, pix2pix: Pix2Pix) -> None:
         """Losses, lr, gradient norms, TR's distance to the anchor and the time per step since the last call."""

@@ -221,10 +221,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                    help="also keep the complete resumable state of the last K epoch_<NNN>.pt epochs as "
                         "full_<NNN>.pt (copy one over latest.pt to resume from it); 0: only latest.pt")
     g.add_argument("--noise-freq", type=int, default=0,
-                   help="steps between measurements of G's gradient and update-direction noise at batch size 1 "
-                        "(TensorBoard noise/*; see gan/noise.py); 0: off")
-    g.add_argument("--noise-probe", type=int, default=8,
-                   help="training pairs (first N, without jitter) in the fixed probe set of --noise-freq")
+                   help="steps between rounds of measurements of G's gradient and update-direction noise at batch "
+                        "size 1: after step F, F+1, ..., F+S-1 (S = --inner-steps, so every inner position k is "
+                        "probed), then 2F, ... (TensorBoard noise/*; see training/noise.py); 0: off")
+    g.add_argument("--noise-probe", type=int, default=32,
+                   help="training pairs in the probe set of --noise-freq: drawn at random by a generator of --seed, "
+                        "the same for every optimizer, without jitter")
 
 
 def validate(options: TrainOptions) -> None:
@@ -281,6 +283,8 @@ def check_ranges(options: TrainOptions) -> None:
     for name in ("beta1", "beta2", "momentum"):
         if not 0 <= getattr(options, name) < 1:
             refuse(name, "in [0, 1)")
+    if options.noise_freq and options.noise_freq < options.inner_steps:
+        refuse("noise_freq", f"0 or >= --inner-steps {options.inner_steps} (a round of probes takes S steps)")
     if options.noise_freq and options.noise_probe < 2:
         refuse("noise_probe", ">= 2 (a variance needs two samples)")
     if not 0 <= options.seed < 2**31:

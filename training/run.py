@@ -159,11 +159,18 @@ def start_writing(run: Run, signals: StopSignals) -> TrainingMonitor:
     return monitor
 
 
+PROBE_STREAM = 0x5EED  # the probe pairs' own random stream beside the seed
+
+
 def noise_probe(options: TrainOptions, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The fixed probe pairs of --noise-freq: the first --noise-probe training pairs, without jitter."""
+    """The fixed probe pairs of --noise-freq: --noise-probe training pairs drawn at random (without
+    replacement) by a generator seeded from --seed alone, so every arm of a seed probes the same pairs; each
+    without jitter."""
     probe_set = AlignedDataset(options.dataroot, "train", direction=options.direction, crop_size=options.crop_size,
                                train=False)
-    items = (probe_set[i] for i in range(min(options.noise_probe, len(probe_set))))
+    draw = torch.Generator().manual_seed(options.seed * 1_000_003 + PROBE_STREAM)
+    order = torch.randperm(len(probe_set), generator=draw)[:options.noise_probe].tolist()
+    items = (probe_set[i] for i in order)
     return [(item["input"][None].to(device), item["target"][None].to(device)) for item in items]
 
 

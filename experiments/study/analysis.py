@@ -1,115 +1,183 @@
-"""The study's analysis: per-arm summaries, paired differences to Adam and the decisions (the primary
-comparison alone, the rest Holm-corrected), the measurement-noise check, the late learning curves and the
-scorers' margins (:mod:`experiments.study.statistics` does the statistics)."""
+"""The study's analysis: the confirmatory hypotheses of its plan (docs/study/plan.md) tested as one family
+(Holm, family-wise error 0.05), each with its effect, interval, robustness and minimum detectable effect;
+every other comparison exploratory (intervals, no verdicts); the noise probe by inner position k; the
+learning curves and the segmenters' margins. :mod:`experiments.study.statistics` does the statistics.
+"""
 from __future__ import annotations
+
+import math
+import statistics as stats_module
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from eval.metrics import METRICS
 from eval.tables import summarize
-from experiments.study.design import Arm, StudyConfig, run_name
-from experiments.study.statistics import ALPHA, POWER, decisions, paired_difference
+from experiments.study.design import Arm, run_name
+from experiments.study.statistics import (ALPHA, POWER, equivalence_p, holm, leave_one_out_range, paired_difference,
+                                          sign_flip_mde, sign_flip_p, simulated_rejections)
 
-PRIMARY_ARM, PRIMARY_METRIC = "tradam", "class_iou"  # named before the runs (with the first scorer)
-TARGET_EFFECT = 0.01   # the effect whose seeds-needed the report gives (class IoU / accuracy units)
-LAST_EPOCHS = 3        # the noise check: the mean of the last few epoch files' scores
+CURVE_SCORER = "fcn8s"       # the primary scorer: its class IoU is the primary metric, its curve the learning curve
+LAST_EPOCHS = 3              # the secondary measure: the mean of the last few epoch files' class IoU
+EQUIVALENCE_MARGIN = 0.01    # H3: TRAdam (paper) and Adam at its mean step within ±0.01 class IoU
 
 
-def analyse(arms: list[Arm], seeds: tuple[int, ...], values: dict[str, dict[str, float]],
-            baseline: str = "adam") -> dict:
-    """For each measure (``values[measure][run name]``): per-arm summaries and paired differences."""
+@dataclass(frozen=True)
+class Hypothesis:
+    """One confirmatory hypothesis: ``arm`` against ``baseline`` on ``measure``, a difference (two-sided
+    sign-flip test of "the arm changes nothing") or an equivalence (two one-sided tests within ``margin``)."""
+    name: str
+    arm: str
+    baseline: str
+    measure: str
+    kind: str = "difference"
+    margin: float | None = None
+    secondary: str | None = None   # the robustness measure beside it
+
+
+HYPOTHESES = (
+    Hypothesis("H1", "tradam", "adam", f"{CURVE_SCORER}:class_iou", secondary="last_epochs:class_iou"),
+    Hypothesis("H2", "tradam_adam_step", "adam", f"{CURVE_SCORER}:class_iou", secondary="last_epochs:class_iou"),
+    Hypothesis("H3", "tradam", "adam_matched", f"{CURVE_SCORER}:class_iou", "equivalence", EQUIVALENCE_MARGIN,
+               secondary="last_epochs:class_iou"),
+    Hypothesis("H4", "tradam", "adam", "noise:log_direction_ratio"),
+)
+
+
+def per_seed(values: dict[str, float], arm: str, seeds) -> dict[int, float]:
+    return {s: values[f"{arm}_seed{s}"] for s in seeds if f"{arm}_seed{s}" in values}
+
+
+def hypothesis_result(h: Hypothesis, values: dict, seeds) -> dict:
+    """One hypothesis on its paired differences: effect, 95% t interval, raw p, median, leave-one-seed-out
+    range, per-seed values, the minimum detectable effect (sign-flip test at α/4, Holm's first step, and at
+    α; for an equivalence, the probability of showing it when the arms are equal), and its secondary measure."""
+    diff = paired_difference(per_seed(values[h.measure], h.arm, seeds), per_seed(values[h.measure], h.baseline, seeds))
+    d = np.asarray(diff["diffs"])
+    p = float(equivalence_p(d, h.margin)) if h.kind == "equivalence" else sign_flip_p(d)
+    low, high = leave_one_out_range(d)
+    result = {**asdict(h), "n": diff["n"], "mean": diff["mean"], "low": diff["low"], "high": diff["high"],
+              "sd": diff["sd"], "p": p, "median": float(np.median(d)), "leave_one_out": [low, high],
+              "per_seed": {str(s): [values[h.measure][f"{h.baseline}_seed{s}"], values[h.measure][f"{h.arm}_seed{s}"]]
+                           for s in diff["seeds"]}}
+    if h.kind == "equivalence":
+        noise = np.random.default_rng(1).standard_normal((2000, diff["n"])) * (diff["sd"] or 0.0)
+        result["power_if_equal"] = {f"{a:g}": simulated_rejections(noise, a, h.margin) for a in (ALPHA / 4, ALPHA)}
+    else:
+        result["mde"] = {f"{a:g}": sign_flip_mde(diff["sd"], diff["n"], a) for a in (ALPHA / 4, ALPHA)}
+    if h.secondary and h.secondary in values:
+        second = paired_difference(per_seed(values[h.secondary], h.arm, seeds),
+                                   per_seed(values[h.secondary], h.baseline, seeds))
+        result["secondary"] = {"measure": h.secondary, **{k: second[k] for k in ("mean", "low", "high", "sd")}}
+    return result
+
+
+def confirmatory(values: dict, seeds) -> dict:
+    """Every hypothesis tested, Holm-adjusted over the family of :data:`HYPOTHESES`; its verdict where the
+    adjusted p is below α."""
+    arms = {name.rpartition("_seed")[0] for name in values.get(HYPOTHESES[0].measure, {})}
+    tested = [hypothesis_result(h, values, seeds) for h in HYPOTHESES
+              if h.measure in values and {h.arm, h.baseline} <= arms]
+    for result, adjusted in zip(tested, holm([t["p"] for t in tested])):
+        result["p_holm"] = adjusted
+        result["verdict"] = verdict(result)
+    return {"alpha": ALPHA, "power": POWER, "procedure": "Holm over the family", "hypotheses": tested}
+
+
+def verdict(result: dict) -> str:
+    """What the family's test says of one hypothesis, in words."""
+    rejected = result["p_holm"] < ALPHA
+    if result["kind"] == "equivalence":
+        return (f"equivalent within ±{result['margin']:g}" if rejected else
+                f"equivalence within ±{result['margin']:g} not shown")
+    if not rejected:
+        return "no difference shown"
+    return "the arm is higher" if result["mean"] > 0 else "the arm is lower"
+
+
+def exploratory(arms: list[Arm], seeds, values: dict, baseline: str = "adam") -> dict:
+    """Every measure, every arm against Adam: summaries and paired differences with their intervals. No
+    verdicts: these comparisons are not in the plan's family."""
     out = {}
     for measure, by_run in values.items():
-        per_arm = {arm.name: {s: by_run[run_name(arm, s)] for s in seeds if run_name(arm, s) in by_run}
-                   for arm in arms}
+        per_arm = {arm.name: per_seed(by_run, arm.name, seeds) for arm in arms}
         out[measure] = {
             "summary": {name: summarize(list(v.values())) for name, v in per_arm.items()},
-            "per_seed": per_arm,
-            "vs_baseline": {name: paired_difference(v, per_arm[baseline], target_effect=TARGET_EFFECT)
-                            for name, v in per_arm.items() if name != baseline and baseline in per_arm},
-        }
+            "vs_baseline": {name: {k: paired_difference(v, per_arm[baseline])[k] for k in ("n", "mean", "low", "high",
+                                                                                           "sd")}
+                            for name, v in per_arm.items() if name != baseline and baseline in per_arm}}
     return out
 
 
-def smallest_p(n: int) -> float:
-    """The smallest two-sided sign-flip p-value n seeds can give (2 of the 2^n patterns; 0 when unknown)."""
-    return 2 / 2 ** n if 0 < n <= 16 else 0.0
+def noise_by_k(noise: dict, arms: list[Arm], seeds) -> dict:
+    """Per arm and inner position k: the mean over seeds of each run's mean (over its probe rounds) gradient
+    noise ratio r_g, direction noise ratio r_d and distance to the anchor, and how many runs had probes there."""
+    out = {}
+    for arm in arms:
+        by_k: dict[int, dict[str, list[float]]] = {}
+        for seed in seeds:
+            series = noise.get(run_name(arm, seed), {})
+            ks = dict(series.get("k", []))
+            for key in ("grad_ratio", "direction_ratio", "distance_to_anchor"):
+                per_k: dict[int, list[float]] = {}
+                for step, value in series.get(key, []):
+                    if step in ks and math.isfinite(value):
+                        per_k.setdefault(int(ks[step]), []).append(value)
+                for k, vals in per_k.items():
+                    by_k.setdefault(k, {}).setdefault(key, []).append(float(np.mean(vals)))
+        out[arm.name] = {str(k): {key: float(np.mean(vals)) for key, vals in entry.items()} | {
+            "runs": len(entry.get("grad_ratio", []))} for k, entry in sorted(by_k.items())}
+    return out
 
 
-def comparisons(analysis: dict, arms: list[Arm], primary_measure: str | None) -> dict:
-    """The decisions: the primary comparison (``primary_measure`` of PRIMARY_ARM − Adam) alone at ALPHA, every
-    other (measure, arm − Adam) pair Holm-adjusted over the whole family."""
-    pairs = [(m, a.name) for m in analysis for a in arms[1:]]
-    primary = (primary_measure, PRIMARY_ARM) if (primary_measure, PRIMARY_ARM) in pairs else None
-    family = [pair for pair in pairs if pair != primary]
-    primary_p = analysis[primary[0]]["vs_baseline"][primary[1]]["p"] if primary else float("nan")
-    decided = decisions(primary_p, [analysis[m]["vs_baseline"][a]["p"] for m, a in family])
-    n = min((analysis[m]["vs_baseline"][a]["n"] for m, a in pairs), default=0)
-    return {
-        "alpha": ALPHA, "power": POWER, "target_effect": TARGET_EFFECT,
-        "primary": None if primary is None else {"measure": primary[0], "arm": primary[1], "p": primary_p,
-                                                 "significant": decided["primary"]},
-        "family": [{"measure": m, "arm": a, "p": analysis[m]["vs_baseline"][a]["p"], "p_holm": adjusted,
-                    "significant": significant}
-                   for (m, a), adjusted, significant in zip(family, decided["adjusted"], decided["significant"])],
-        "smallest_p": smallest_p(n), "smallest_p_holm": min(1.0, len(family) * smallest_p(n)),
-    }
+def noise_measures(noise: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per run: the mean over its probes of r_d and r_g, and log r_d (H4's measure: the log of the mean)."""
+    out = {"noise:direction_ratio": {}, "noise:grad_ratio": {}, "noise:log_direction_ratio": {}}
+    for name, series in noise.items():
+        r_d = [v for _, v in series.get("direction_ratio", []) if math.isfinite(v)]
+        r_g = [v for _, v in series.get("grad_ratio", []) if math.isfinite(v)]
+        if r_d and r_g:
+            out["noise:direction_ratio"][name] = float(np.mean(r_d))
+            out["noise:grad_ratio"][name] = float(np.mean(r_g))
+            out["noise:log_direction_ratio"][name] = math.log(float(np.mean(r_d)))
+    return out
+
+
+def last_epochs_mean(curves: dict[str, dict], points: int = LAST_EPOCHS) -> dict[str, float]:
+    """Per run: the mean class IoU of its last ``points`` epoch files (a less noisy measure than the final one)."""
+    return {name: float(np.mean([v for _, v in curve["class_iou"]][-points:])) for name, curve in curves.items()
+            if curve["class_iou"]}
+
+
+def curve_summary(curves: dict[str, dict], arms: list[Arm], seeds, points: int = LAST_EPOCHS) -> dict:
+    """Per arm: the mean over seeds of class IoU at each of the last ``points`` epoch files, and the typical
+    change from one epoch file to the next (the mean |change| over the last ``points`` of every run): a rise
+    or a change of ranking smaller than it is not told apart from the swings."""
+    out = {}
+    for arm in arms:
+        series = [[v for _, v in curves[run_name(arm, s)]["class_iou"]] for s in seeds
+                  if curves.get(run_name(arm, s), {}).get("class_iou")]
+        if not series or min(map(len, series)) < points:
+            continue
+        last = np.array([s[-points:] for s in series])
+        out[arm.name] = {"last_means": last.mean(0).tolist(),
+                         "swing": float(np.mean(np.abs(np.diff(last, axis=1))))}
+    return out
 
 
 def ranking_margins(values: dict, truth: dict) -> dict:
-    """Ground truth minus the best generator, per scorer and metric (> 0: the scorer can rank)."""
+    """Ground truth minus the best generator, per segmenter and metric (> 0: the segmenter can rank)."""
     return {arch: {key: truth[arch][key] - max(values[f"{arch}:{key}"].values()) for key, _ in METRICS}
             for arch in truth}
 
 
-def curve_means(curves: dict, arms: list[Arm], key: str = "class_iou") -> tuple[list[int], dict[str, list[float]]]:
-    """The steps every run of every arm was scored at, and each arm's mean over seeds there."""
-    series = [dict(run[key]) for arm in arms for run in curves.get(arm.name, {}).values()]
-    if not series:
-        return [], {}
-    steps = sorted(set.intersection(*(set(c) for c in series)))
-    means = {arm.name: [float(np.mean([dict(run[key])[s] for run in curves[arm.name].values()])) for s in steps]
-             for arm in arms if curves.get(arm.name)}
-    return steps, means
-
-
-def late_ranking(curves: dict, arms: list[Arm], points: int = LAST_EPOCHS) -> dict:
-    """The arms ranked by mean class IoU at each of the last ``points`` curve points (best first), whether
-    that ranking changed over them, and each arm's change of mean class IoU over them."""
-    steps, means = curve_means(curves, arms)
-    if len(steps) < 2:
-        return {}
-    last = list(range(max(0, len(steps) - points), len(steps)))
-    rankings = [[name for name, _ in sorted(means.items(), key=lambda item: -item[1][i])] for i in last]
-    return {"steps": [steps[i] for i in last], "rankings": rankings,
-            "changed": any(r != rankings[-1] for r in rankings),
-            "rise": {name: values[last[-1]] - values[last[0]] for name, values in means.items()}}
-
-
-def last_epochs_mean(curves: dict, arms: list[Arm], seeds, points: int = LAST_EPOCHS) -> dict[str, float]:
-    """Per run: the mean class IoU of its last ``points`` epoch files (a less noisy measure, compared with
-    the final checkpoint's in the report)."""
-    values = {}
-    for arm in arms:
-        for seed, run in curves.get(arm.name, {}).items():
-            scores = [v for _, v in run["class_iou"]][-points:]
-            if scores:
-                values[run_name(arm, int(seed))] = float(np.mean(scores))
-    return values
-
-
-def noise_check(analysis: dict, measure: str, averaged: dict) -> dict:
-    """Seed-to-seed sd of each arm's paired difference to Adam: final checkpoint (``measure``) against the
-    mean of the last epoch files (``averaged``, :func:`analyse` of :func:`last_epochs_mean`)."""
-    out = {}
-    for arm, final in analysis.get(measure, {}).get("vs_baseline", {}).items():
-        mean = averaged.get("vs_baseline", {}).get(arm)
-        out[arm] = {"final_sd": final["sd"], "last_epochs_sd": mean["sd"] if mean else None}
-    return out
-
-
-def setting(config: StudyConfig, record: dict) -> dict:
-    """What the runs were: data, size, length, threads and CPU (for the report's plain-words setting)."""
-    return {"builtin_data": config.dataroot is None, "crop_size": record["crop_size"], "netG": record["netG"],
-            "steps": record["steps"], "threads": record["threads"], "jobs": config.jobs,
-            "cpu": record["key"]["device_name"]}
+def null_sizes(pilot_diffs, n: int, simulations: int = 2000, seed: int = 2) -> dict[str, float]:
+    """The rate at which the two-sided sign-flip test at α rejects studies of ``n`` differences drawn under
+    nulls shaped like the pilot's differences (centred to mean 0): resampled as they are (skewed: a null of
+    mean 0, where the test is not exact) and with random signs (symmetric: the sharp null it is exact for)."""
+    centred = np.asarray(pilot_diffs, dtype=np.float64) - np.mean(pilot_diffs)
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(centred, size=(simulations, n))
+    signs = rng.choice((-1.0, 1.0), size=(simulations, n))
+    return {"skewed": simulated_rejections(drawn, ALPHA), "symmetric": simulated_rejections(drawn * signs, ALPHA),
+            "pilot_sd": float(stats_module.stdev(pilot_diffs)), "n": n, "simulations": simulations}

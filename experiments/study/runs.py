@@ -1,19 +1,19 @@
-"""Reading what a study run left: its scores, validation L1, learning curve, gradient-noise series and
-length, gathered into its record (:mod:`experiments.study.records`)."""
+"""Reading what a study run left: its scores, validation L1, learning curve, gradient-noise series (with each
+probe's inner position k) and length, gathered into its record (:mod:`experiments.study.records`)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from common.checkpoint import load_checkpoint
+from common.files import shown_path
 from data.fingerprint import files_fingerprint
 from data.images import read_rgb
 from eval.eval_sets import open_eval_set
 from experiments.study.design import SEGMENTER_ORDER, Arm, StudyConfig, run_name
-from common.files import shown_path
-from experiments.study.jobs import scored, segmenter_folder, study_scorers
+from experiments.study.jobs import final_generator, result_folders, scored, segmenter_folder, study_scorers
 from experiments.study.records import RECORD_VERSION, StoredRecords, code_sha256, write_record
-from gan.run_files import epoch_files
+from gan.run_files import epoch_files, is_finished, latest_path
 
 
 def validation_l1(images: Path, evalset) -> float:
@@ -46,39 +46,48 @@ def run_length(run_dir: Path) -> tuple[int, int | None]:
     return state["step"], (state["step"] // state["epoch"] if state.get("epoch") else None)
 
 
-def make_record(config: StudyConfig, arm: Arm, seed: int, key: dict, scorer_hashes: dict[str, str],
-                final_folder: Path, curve_folder: Path) -> dict:
+def make_record(config: StudyConfig, arm: Arm, seed: int, key: dict, scorer_hashes: dict[str, str]) -> dict:
     """The record of a trained and scored run (:mod:`experiments.study.records`): its final FCN-scores by every
-    scorer (overall, per class, confusion matrix) and their ground-truth rows, validation L1, learning curve (validation L1 and class IoU by the first
-    scorer at every epoch file), gradient-noise series and length."""
+    segmenter (overall, per class, confusion matrix) and their ground-truth rows, validation L1, learning curve
+    (validation L1 and class IoU by the first segmenter at every epoch file), gradient-noise series (each
+    probe's step, k and ratios), length, and whether training finished (else it diverged: scored as its last
+    epoch file)."""
     name = run_name(arm, seed)
     run_dir = Path(config.checkpoints_dir) / name
+    final_folder, curve_folder = result_folders(config, name)
     [final] = read_results([final_folder])
     entries = {entry["arch"]: entry for entry in final["segmenters"]}
     scorers = [a for a in SEGMENTER_ORDER if a in entries] + sorted(a for a in entries if a not in SEGMENTER_ORDER)
-    sets = {arch: next(s for s in entries[arch]["image_sets"] if s["label"] == name) for arch in scorers}
+    sets = {arch: entries[arch]["image_sets"][0] for arch in scorers}  # the one generator scored
     dataroot = sets[scorers[0]]["dataroot"]
     evalset = open_eval_set(dataroot)
     steps, per_epoch = run_length(run_dir)
-    scored = {Path(s["checkpoint"]).resolve(): s for result in read_results([curve_folder])
-              for s in result["segmenters"][0]["image_sets"]}
-    l1, iou = [], []
-    for epoch, path in epoch_files(run_dir):
-        curve_set = scored.get(path.resolve())
-        if curve_set is not None and per_epoch is not None:
-            l1.append((epoch * per_epoch, validation_l1(Path(curve_set["images"]), evalset)))
-            iou.append((epoch * per_epoch, curve_set["scores"]["class_iou"]))
     run_options = json.loads((run_dir / "options.json").read_text())
     return {"version": RECORD_VERSION, "key": key, "name": name, "arm": arm.name, "seed": seed,
             "steps": steps, "steps_per_epoch": per_epoch, "netG": run_options["netG"],
             "crop_size": run_options["crop_size"], "threads": run_options.get("threads"),
-            "dataroot": shown_path(dataroot),
+            "dataroot": shown_path(dataroot), "finished": is_finished(latest_path(run_dir)),
+            "scored_as": Path(final_generator(run_dir)).name,
             "scorers": {arch: {"sha256": scorer_hashes[arch], "display_name": entries[arch]["display_name"],
                                "ground_truth": entries[arch]["ground_truth"][0]["scores"]}
                         for arch in scorers},
             "final": {arch: sets[arch]["scores"] for arch in scorers},
             "val_l1": validation_l1(Path(sets[scorers[0]]["images"]), evalset),
-            "curve": {"val_l1": l1, "class_iou": iou}, "noise": read_noise(run_dir)}
+            "curve": learning_curve(run_dir, curve_folder, per_epoch, evalset), "noise": read_noise(run_dir)}
+
+
+def learning_curve(run_dir: Path, curve_folder: Path, per_epoch: int | None, evalset) -> dict:
+    """Validation L1 and class IoU (by the curve's segmenter) at each epoch file: {"val_l1": [(step, value)],
+    "class_iou": [...]}."""
+    scored_sets = {Path(s["checkpoint"]).resolve(): s for result in read_results([curve_folder])
+                   for s in result["segmenters"][0]["image_sets"]}
+    l1, iou = [], []
+    for epoch, path in epoch_files(run_dir):
+        curve_set = scored_sets.get(path.resolve())
+        if curve_set is not None and per_epoch is not None:
+            l1.append((epoch * per_epoch, validation_l1(Path(curve_set["images"]), evalset)))
+            iou.append((epoch * per_epoch, curve_set["scores"]["class_iou"]))
+    return {"val_l1": l1, "class_iou": iou}
 
 
 def read_results(folders: list[Path]) -> list[dict]:
@@ -97,15 +106,15 @@ def stored_records(config: StudyConfig) -> StoredRecords:
     return StoredRecords(Path(config.out) / "runs", config.device, code_sha256(), data, scorer_files)
 
 
-def write_records(config: StudyConfig, arms: list[Arm], records: StoredRecords, commands: dict, folders: dict,
+def write_records(config: StudyConfig, arms: list[Arm], records: StoredRecords, commands: dict,
                   only_scored: bool = False) -> None:
     """Write the record of every run without a reusable one (``only_scored``: of those trained and scored,
     when the jobs stopped early)."""
     for arm in arms:
         for seed in config.seeds:
             name = run_name(arm, seed)
-            if only_scored and not scored(config, name, folders):
+            if only_scored and not scored(config, name):
                 continue
             if records.usable(name, commands[name]) is None:
                 write_record(records.folder, make_record(config, arm, seed, records.key(commands[name]),
-                                                         records.scorer_hashes(), *folders[name]))
+                                                         records.scorer_hashes()))

@@ -57,26 +57,72 @@ def sign_patterns(n: int, seed: int = PATTERN_SEED) -> np.ndarray:
     return np.random.default_rng(seed).choice((1.0, -1.0), size=(RANDOM_PATTERNS, n))
 
 
-def sign_flip_p(diffs, seed: int = PATTERN_SEED):
-    """Two-sided sign-flip p-value of the mean of ``diffs`` being 0 (NaN for no values). ``diffs`` may be
-    one study (n values: a float back) or many at once ((studies, n): an array of p-values back)."""
+def sign_flip_p(diffs, seed: int = PATTERN_SEED, alternative: str = "two-sided"):
+    """Sign-flip p-value of the mean of ``diffs`` being 0 (NaN for no values): two-sided (by |sum|), or one-sided
+    ``"greater"`` (the share of patterns whose sum reaches the observed one) or ``"less"``. ``diffs`` may be one
+    study (n values: a float back) or many at once ((studies, n): an array of p-values back). Exact for the
+    sharp null "the arm changes nothing": differences symmetric about 0."""
     d = np.asarray(diffs, dtype=np.float64)
     if d.shape[-1] == 0:
         return float("nan") if d.ndim == 1 else np.full(d.shape[0], np.nan)
     studies = np.atleast_2d(d)
+    if alternative == "less":
+        studies = -studies
     patterns = sign_patterns(studies.shape[1], seed)
-    observed = np.abs(studies.sum(axis=1))
+    side = np.abs if alternative == "two-sided" else (lambda x: x)
+    observed = side(studies.sum(axis=1))
     tolerance = 1e-12 * np.maximum(1.0, np.abs(studies).sum(axis=1))  # equal sums must not differ by rounding
     hits = np.empty(len(studies), dtype=np.int64)
     block = max(1, 2 ** 22 // len(patterns))  # studies per block: bounded memory for many studies at once
     for start in range(0, len(studies), block):
-        sums = np.abs(studies[start:start + block] @ patterns.T)
+        sums = side(studies[start:start + block] @ patterns.T)
         hits[start:start + block] = (sums >= (observed - tolerance)[start:start + block, None]).sum(axis=1)
     if studies.shape[1] <= EXACT_UP_TO:
         p = hits / len(patterns)
     else:
         p = (hits + 1) / (len(patterns) + 1)
     return float(p[0]) if d.ndim == 1 else p
+
+
+def equivalence_p(diffs, margin: float, seed: int = PATTERN_SEED):
+    """Two one-sided sign-flip tests (TOST) of equivalence within ±``margin``: the larger of the p-value of
+    "mean > −margin" (null: differences symmetric about −margin) and of "mean < +margin" (about +margin).
+    Small p: the difference lies within the margin. Works on one study or many, as :func:`sign_flip_p`."""
+    d = np.asarray(diffs, dtype=np.float64)
+    return np.maximum(sign_flip_p(d + margin, seed, "greater"), sign_flip_p(d - margin, seed, "less"))
+
+
+def simulated_rejections(studies: np.ndarray, alpha: float, margin: float | None = None) -> float:
+    """The share of simulated ``studies`` ((count, n) differences) the sign-flip test (or, with ``margin``,
+    the equivalence test) rejects at ``alpha``: a size under a null, a power under an effect."""
+    p = equivalence_p(studies, margin) if margin is not None else sign_flip_p(studies)
+    return float(np.mean(np.asarray(p) < alpha))
+
+
+def sign_flip_mde(sd: float, n: int, alpha: float, power: float = POWER, simulations: int = 1000,
+                  seed: int = 1) -> float:
+    """The smallest true mean difference the two-sided sign-flip test at ``alpha`` rejects with probability
+    ``power`` from n seeds of normal differences with standard deviation ``sd``, by simulation (the same
+    draws for every effect, so the power grows with the effect; bisection to 1% of ``sd``). NaN without sd."""
+    if n < 2 or sd is None or not math.isfinite(sd) or sd <= 0:
+        return float("nan")
+    noise = np.random.default_rng(seed).standard_normal((simulations, n)) * sd
+    low, high = 0.0, sd
+    while simulated_rejections(noise + high, alpha) < power:
+        high *= 2
+    while high - low > 0.01 * sd:
+        middle = (low + high) / 2
+        low, high = (middle, high) if simulated_rejections(noise + middle, alpha) < power else (low, middle)
+    return high
+
+
+def leave_one_out_range(diffs: Sequence[float]) -> tuple[float, float]:
+    """The smallest and largest mean of the differences with one seed left out (NaN below 3 values)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if len(d) < 3:
+        return float("nan"), float("nan")
+    means = (d.sum() - d) / (len(d) - 1)
+    return float(means.min()), float(means.max())
 
 
 def t_test_p(diffs) -> float:

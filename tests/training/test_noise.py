@@ -120,3 +120,45 @@ def test_probe_reads_the_device_once_and_matches_the_optimizers_own_figures(monk
     assert stats["distance_to_anchor"] == pytest.approx(model.optimizer_G.distance_to_anchor(), rel=1e-6)
     assert stats["samples"] == 3
     assert stats["mean_sq"] - stats["signal"] == pytest.approx(stats["variance"] / 3)
+
+
+def read_scalars(events) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in accumulator.Tags()["scalars"]}
+
+
+def test_a_training_run_probes_every_inner_position_and_sees_the_proximal_pull_only_where_it_acts(synthetic_root,
+                                                                                                   tmp_path):
+    """train.py --noise-freq F probes after steps F..F+S-1 (k = 0..S-1 of the next step): TRAdam's direction
+    noise r_d differs from the gradient noise r_g where the proximal pull acts (k > 0) and equals it at
+    k = 0, where the anchor is the weights themselves; Adam's never differs."""
+    import train
+    tiny = ["--netG", "unet_32", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
+            "--n-epochs", "3", "--n-epochs-decay", "0", "--num-workers", "0", "--log-freq", "100",
+            "--image-freq", "100", "--inner-steps", "3", "--noise-freq", "4", "--noise-probe", "3", "--lr", "0.01",
+            "--prox", "10",
+            "--dataroot", str(synthetic_root), "--checkpoints-dir", str(tmp_path), "--device", "cpu"]
+    for optim in ("tradam", "adam"):
+        assert train.main([*tiny, "--optim", optim]) == 0
+        noise = read_scalars(tmp_path / f"{optim}_seed0" / "events")
+        assert sorted(noise["noise/k"].items()) == [(4, 1.0), (5, 2.0), (6, 0.0), (8, 2.0), (9, 0.0), (10, 1.0), (12, 0.0)]
+        for step, k in noise["noise/k"].items():
+            r_g, r_d = noise["noise/grad_ratio"][step], noise["noise/direction_ratio"][step]
+            if optim == "tradam" and k > 0:
+                assert r_d != pytest.approx(r_g, rel=1e-4), (step, k)
+            else:
+                assert r_d == pytest.approx(r_g, rel=1e-6), (step, k)
+        assert noise["noise/samples"][4] == 3
+
+
+def test_the_probe_pairs_are_drawn_at_random_from_the_seed_alone(synthetic_root):
+    from training.options import parse_args
+    from training.run import noise_probe
+    pick = {}
+    for optim, seed in (("adam", 0), ("tradam", 0), ("adam", 1)):
+        options = parse_args(["--dataroot", str(synthetic_root), "--crop-size", "32", "--optim", optim,
+                              "--seed", str(seed), "--noise-probe", "3"])
+        pick[optim, seed] = torch.stack([a for a, _ in noise_probe(options, torch.device("cpu"))])
+    assert torch.equal(pick["adam", 0], pick["tradam", 0]) and not torch.equal(pick["adam", 0], pick["adam", 1])

@@ -1,4 +1,5 @@
 """The seeds study through its real command at tiny sizes, and its statistics on known numbers."""
+import itertools
 import json
 import math
 import os
@@ -22,61 +23,94 @@ import train
 from common.checkpoint import load_checkpoint
 from eval.config import parse_config
 from eval.segmenters.registry import REGISTRY
-from experiments.study.statistics import paired_difference
+from experiments.study.statistics import holm
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_arms_are_the_documented_controls():
+def test_arms_and_seeds_are_the_plans():
     arms = study_design.make_arms(2e-4, 0.999)
-    assert study_design.MEAN_INNER_FACTOR == pytest.approx(sum(1 / k for k in range(1, 11)) / 10)  # H_10/10 = 0.2929
-    assert arms["adam_matched"].options == ("--optim", "adam", "--lr", f"{2e-4 * 0.2928968:.6g}")
+    h10 = sum(1 / k for k in range(1, 11))  # 2.928968
+    assert study_design.MEAN_INNER_FACTOR == pytest.approx(h10 / 10)
+    assert arms["adam_matched"].options == ("--optim", "adam", "--lr", f"{2e-4 * h10 / 10:.6g}")  # 5.85794e-05
+    assert arms["tradam_adam_step"].options == ("--optim", "tradam", "--lr", f"{2e-4 * 10 / h10:.6g}")  # 0.000682821
+    assert float(arms["tradam_adam_step"].options[-1]) == pytest.approx(6.828e-4, abs=1e-7)
     assert arms["tradam_flat"].options == ("--optim", "tradam", "--no-inner-decay")
     assert arms["tradam_official"].options == ("--optim", "tradam", "--prox-mode", "reference")
-    assert study_design.DEFAULT_ARMS == ("adam", "tradam", "tradam_official", "tradam_flat", "adam_matched")
-    assert study_cli.parse_args([]).seeds == tuple(range(8)) and study_cli.parse_args([]).threads == 1
+    config, listed = study_cli.parse_args([])
+    assert config.arms == ("adam", "tradam", "tradam_adam_step", "adam_matched") and not listed
+    assert config.seeds == tuple(range(100, 116)) and config.threads == 1
+    assert (config.noise_freq, config.noise_probe, config.segmenter_dir) == (800, 32, "checkpoints/segmenters/demo")
+    assert study_cli.parse_args(["--noise-freq", "400"])[0].noise_freq == 400  # the command line wins
     beta2 = float(arms["adam_beta2"].options[-1])
     # Half-life in samples kept: at batch 16 one step of β2 = 0.999 spans 16 samples at batch size 1.
     assert beta2 ** 16 == pytest.approx(0.999, abs=1e-8)
 
 
-def test_analysis_pairs_by_seed_on_known_numbers():
-    arms = [study_design.Arm("adam", "Adam", ()), study_design.Arm("tradam", "TRAdam", ())]
-    values = {"m": {"adam_seed0": 0.50, "adam_seed1": 0.60, "adam_seed2": 0.55,
-                    "tradam_seed0": 0.52, "tradam_seed1": 0.63, "tradam_seed2": 0.56}}
-    result = study_analysis.analyse(arms, (0, 1, 2), values)["m"]
-    assert result["summary"]["adam"]["mean"] == pytest.approx(0.55)
-    assert result["summary"]["tradam"]["std"] == pytest.approx(math.sqrt(((0.52 - 0.57) ** 2 + 0.06 ** 2 + 0.01 ** 2) / 2))
-    diff = result["vs_baseline"]["tradam"]
-    assert diff["diffs"] == pytest.approx([0.02, 0.03, 0.01])
-    # mean 0.02, sd 0.01: 0.02 ± t_{0.975,2}·0.01/√3 = 0.02 ± 4.3027·0.005774
-    assert (diff["low"], diff["high"]) == pytest.approx((0.02 - 0.024842, 0.02 + 0.024842), abs=1e-5)
-    assert diff["p"] == 0.25  # all 3 positive: 2 of 8 sign patterns as extreme
-    assert diff == paired_difference(result["per_seed"]["tradam"], result["per_seed"]["adam"])
+def known_values(seeds):
+    """Per-run numbers of the four confirmatory arms: TRAdam above Adam by 0.01 + 0.001·s in every seed; TRAdam
+    at Adam's step mixed; Adam at TRAdam's step 0.002 above or below TRAdam; direction noise of TRAdam a
+    third lower."""
+    iou = {f"adam_seed{s}": 0.30 for s in seeds}
+    iou |= {f"tradam_seed{s}": 0.31 + 0.001 * s for s in seeds}
+    iou |= {f"tradam_adam_step_seed{s}": 0.30 + (-1) ** s * 0.002 * (s + 1) for s in seeds}
+    iou |= {f"adam_matched_seed{s}": iou[f"tradam_seed{s}"] + (-1) ** s * 0.002 for s in seeds}
+    noise = {name: math.log(1.0 if name.startswith("adam") else 2 / 3) for name in iou}
+    return {"fcn8s:class_iou": iou, "noise:log_direction_ratio": noise}
 
 
-def test_the_primary_comparison_is_alone_and_the_rest_holm_corrected():
-    arms = [study_design.Arm("adam", "Adam", ()), study_design.Arm("tradam", "TRAdam", ()), study_design.Arm("other", "Other", ())]
+def test_the_four_hypotheses_are_one_holm_family_with_their_verdicts():
     seeds = tuple(range(8))
-    # tradam beats adam on m1 in all 8 seeds (p = 2/256); "other" on m1 too; m2: mixed signs.
-    values = {"s:class_iou": {**{f"adam_seed{s}": 0.5 for s in seeds}, **{f"tradam_seed{s}": 0.6 + s / 100 for s in seeds},
-                              **{f"other_seed{s}": 0.6 + s / 100 for s in seeds}},
-              "m2": {**{f"adam_seed{s}": 0.5 for s in seeds}, **{f"tradam_seed{s}": 0.5 + (-1) ** s * (s + 1) / 100
-                                                                  for s in seeds},
-                     **{f"other_seed{s}": 0.5 + (-1) ** s / 100 for s in seeds}}}
-    analysis = study_analysis.analyse(arms, seeds, values)
-    tests = study_analysis.comparisons(analysis, arms, "s:class_iou")
-    assert tests["primary"] == {"measure": "s:class_iou", "arm": "tradam", "p": 2 / 256, "significant": True}
-    family = {(e["measure"], e["arm"]): e for e in tests["family"]}
-    assert set(family) == {("s:class_iou", "other"), ("m2", "tradam"), ("m2", "other")}
-    # Holm over 3: the same p of 2/256 becomes 3·2/256 = 0.0234, still below 0.05.
-    assert family[("s:class_iou", "other")]["p_holm"] == pytest.approx(3 * 2 / 256)
-    assert family[("s:class_iou", "other")]["significant"]
-    assert not family[("m2", "tradam")]["significant"] and not family[("m2", "other")]["significant"]
-    assert tests["smallest_p"] == 2 / 256 and tests["smallest_p_holm"] == pytest.approx(6 / 256)
-    text = study_report.findings({"tests": tests, "display_names": {"s": "S"}, "analysis": analysis, "seeds": list(seeds),
-                           "arms": [{"name": a.name, "label": a.label} for a in arms], "ranking_margins": {}})
-    assert any("1 of 3 significant after Holm" in line for line in text)
+    result = {h["name"]: h for h in study_analysis.confirmatory(known_values(seeds), seeds)["hypotheses"]}
+    assert list(result) == ["H1", "H2", "H3", "H4"]
+    # H1: 8 positive differences: 2 of the 256 sign patterns are as extreme
+    assert result["H1"]["p"] == 2 / 256 and result["H1"]["mean"] == pytest.approx(0.0135)
+    # H2: differences ±0.002·(s+1) alternating: sum −0.008; count the patterns by hand
+    d2 = [(-1) ** s * 0.002 * (s + 1) for s in seeds]
+    hits = sum(abs(sum(e * x for e, x in zip(signs, d2))) >= abs(sum(d2)) - 1e-15
+               for signs in itertools.product((1, -1), repeat=8))
+    assert result["H2"]["p"] == pytest.approx(hits / 256)
+    # H3: tradam − adam_matched = ∓0.002 alternating, well inside ±0.01: both one-sided tests reject at 1/256
+    assert result["H3"]["kind"] == "equivalence" and result["H3"]["p"] == pytest.approx(1 / 256)
+    assert result["H4"]["p"] == 2 / 256 and result["H4"]["mean"] == pytest.approx(math.log(2 / 3))
+    raw = [result[h]["p"] for h in ("H1", "H2", "H3", "H4")]
+    adjusted = holm(raw)
+    assert [result[h]["p_holm"] for h in ("H1", "H2", "H3", "H4")] == pytest.approx(adjusted)
+    assert result["H3"]["p_holm"] == pytest.approx(4 / 256)  # the smallest, times 4
+    assert result["H1"]["verdict"] == "the arm is higher" and result["H2"]["verdict"] == "no difference shown"
+    assert result["H3"]["verdict"] == "equivalent within ±0.01" and result["H4"]["verdict"] == "the arm is lower"
+    assert result["H1"]["median"] == pytest.approx(0.0135) and result["H1"]["leave_one_out"] == pytest.approx(
+        [0.0135 - 0.0005 * 8 / 7 + 0.0005 * 0 / 7 - 0.0005 / 7 * 0, 0.0135 + 0.0005 * 8 / 7 - 0.0005 / 7 * 1],
+        abs=1e-3)
+    assert result["H1"]["per_seed"]["3"] == [0.30, 0.313]
+    assert set(result["H1"]["mde"]) == {"0.0125", "0.05"} and result["H1"]["mde"]["0.0125"] > result["H1"]["mde"]["0.05"]
+
+
+def test_a_hypothesis_whose_arms_are_not_in_the_design_is_left_out():
+    seeds = (0, 1, 2)
+    values = {k: {n: v for n, v in by_run.items() if n.startswith(("adam_seed", "tradam_seed"))}
+              for k, by_run in known_values(seeds).items()}
+    assert [h["name"] for h in study_analysis.confirmatory(values, seeds)["hypotheses"]] == ["H1", "H4"]
+
+
+def test_the_noise_by_k_averages_each_runs_rounds_then_the_seeds():
+    arms = [study_design.Arm("tradam", "TRAdam", ())]
+    noise = {"tradam_seed0": {"k": [(4, 0), (5, 1), (8, 0), (9, 1)], "grad_ratio": [(4, 1.0), (5, 2.0), (8, 3.0), (9, 4.0)],
+                              "direction_ratio": [(4, 1.0), (5, 1.0), (8, 3.0), (9, 3.0)]},
+             "tradam_seed1": {"k": [(4, 0), (5, 1)], "grad_ratio": [(4, 5.0), (5, 6.0)],
+                              "direction_ratio": [(4, 5.0), (5, 4.0)]}}
+    by_k = study_analysis.noise_by_k(noise, arms, (0, 1))["tradam"]
+    assert by_k["0"] == {"grad_ratio": (2.0 + 5.0) / 2, "direction_ratio": (2.0 + 5.0) / 2, "runs": 2}
+    assert by_k["1"]["grad_ratio"] == (3.0 + 6.0) / 2 and by_k["1"]["direction_ratio"] == (2.0 + 4.0) / 2
+    measures = study_analysis.noise_measures(noise)
+    assert measures["noise:log_direction_ratio"]["tradam_seed0"] == pytest.approx(math.log(2.0))
+
+
+def test_size_under_nulls_shaped_like_a_pilot():
+    pilot = [-0.025, -0.042, -0.032, 0.004, 0.001, -0.011, -0.009, 0.002]  # skewed
+    sizes = study_analysis.null_sizes(pilot, n=16, simulations=400)
+    assert sizes["symmetric"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400)  # exact under the sharp null
+    assert 0 <= sizes["skewed"] <= 0.2 and sizes["n"] == 16
 
 
 # Test hook of the children: a train.py started by the study under $STUDY_MARKS stops after its second
