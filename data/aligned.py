@@ -29,10 +29,10 @@ from PIL import Image
 from data import DataError
 from data.cityscapes import IGNORE_INDEX, NUM_CLASSES, color_to_train_ids
 from data.fingerprint import files_fingerprint
-from data.images import image_header, read_image
+from data.images import as_rgb, image_header, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
+_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class LoaderDataError(DataError):
@@ -136,7 +136,7 @@ class AlignedDataset(torch.utils.data.Dataset):
         try:
             pair = read_image(path)
             _check_pair_shape(path, pair.width, pair.height, pair.mode)
-            pair = pair.convert("RGB")
+            pair = as_rgb(pair, path)
             half = pair.width // 2
             a = pair.crop((0, 0, half, pair.height))
             b = pair.crop((half, 0, pair.width, pair.height))

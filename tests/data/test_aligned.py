@@ -205,6 +205,20 @@ def test_bad_files(tmp_path, synthetic_root):
     assert _one_line(info).startswith(str(folder / "1.jpg")) and "truncated" in str(info.value)
 
 
+def test_a_pair_is_read_by_its_mode_and_one_with_transparent_pixels_refused(tmp_path, synthetic_root):
+    (tmp_path / "train").mkdir()
+    pair = np.asarray(Image.open(synthetic_root / "train" / "0.jpg").convert("RGBA")).copy()
+    Image.fromarray(pair).save(tmp_path / "train" / "0.png")  # opaque: read as its RGB
+    pair[5, 7, 3] = 0
+    Image.fromarray(pair).save(tmp_path / "train" / "1.png")
+    ds = AlignedDataset(tmp_path, crop_size=64, train=False)
+    assert torch.equal(ds[0]["input"], AlignedDataset(synthetic_root, crop_size=64, train=False)[0]["input"])
+    with pytest.raises(DataError) as info:
+        ds[1]
+    assert _one_line(info) == (f"{tmp_path / 'train' / '1.png'}: 1 pixel(s) not fully opaque (mode RGBA with alpha); "
+                               f"expected an opaque image")
+
+
 def test_corrupt_file_is_named_inside_a_dataloader_worker(tmp_path, synthetic_root):
     folder = tmp_path / "train"
     folder.mkdir()
