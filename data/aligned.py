@@ -28,11 +28,12 @@ from PIL import Image
 
 from data import DataError
 from data.cityscapes import IGNORE_INDEX, NUM_CLASSES, color_to_train_ids
-from data.fingerprint import files_fingerprint
+from data.fingerprint import files_content_digest, files_fingerprint
 from data.images import as_rgb, image_header, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+DIGEST_CACHE = ".content_digests.json"  # in the dataset folder, outside the files it fingerprints
 
 
 class LoaderDataError(DataError):
@@ -212,8 +213,9 @@ def _check_pair_shape(path: Path, width: int, height: int, mode: str) -> None:
 
 
 def dataset_fingerprint(root) -> dict:
-    """What identifies a prepared dataset wherever it lies: its train and val frame counts and a digest
-    of the names and sizes of its images, trainId maps and index.json (see data.fingerprint)."""
+    """What identifies a prepared dataset wherever it lies: its train and val frame counts, ``digest`` (of the
+    names and sizes of its images, trainId maps and index.json) and ``content`` (of those files' bytes; the
+    SHA-256 of each file is cached in ``<root>/.content_digests.json``, see data.fingerprint)."""
     root = Path(root)
     counts, files = {}, []
     for folder in ("train", "val", "test", "train_trainids", "val_trainids", "test_trainids"):
@@ -224,12 +226,15 @@ def dataset_fingerprint(root) -> dict:
     if (root / "index.json").is_file():
         files.append(root / "index.json")
     return {"train_frames": counts.get("train", 0), "val_frames": counts.get("val", counts.get("test", 0)),
-            "digest": files_fingerprint(files, root)}
+            "digest": files_fingerprint(files, root),
+            "content": files_content_digest(files, root, cache=root / DIGEST_CACHE)}
 
 
 def check_same_dataset(root, fingerprint: dict, saved: dict, saved_root) -> None:
     """Raise DataError unless ``fingerprint`` (of the dataset at ``root``) is ``saved``, the fingerprint of the
-    dataset a run was trained on (at ``saved_root`` then): a resumed run must see the same data."""
+    dataset a run was trained on (at ``saved_root`` then): a resumed run must see the same data. The files'
+    contents are compared when ``saved`` holds their digest (a checkpoint of an older version has only
+    names and sizes)."""
     counts = (fingerprint["train_frames"], fingerprint["val_frames"])
     if counts != (saved["train_frames"], saved["val_frames"]):
         raise DataError(f"--dataroot {root}: {counts[0]} train / {counts[1]} val frames, but the run was trained "
@@ -237,3 +242,6 @@ def check_same_dataset(root, fingerprint: dict, saved: dict, saved_root) -> None
     if fingerprint["digest"] != saved["digest"]:
         raise DataError(f"--dataroot {root}: not the dataset the run was trained on (file names or sizes differ "
                         f"from those of {saved_root})")
+    if "content" in saved and fingerprint["content"] != saved["content"]:
+        raise DataError(f"--dataroot {root}: not the dataset the run was trained on (same file names and sizes, "
+                        f"but the files' contents differ from those of {saved_root})")

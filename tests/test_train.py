@@ -751,6 +751,48 @@ def test_resume_refuses_changed_options_keeps_runtime_ones_and_follows_a_moved_d
     assert state["step"] == 4 and state["options"]["dataroot"] == str(moved)
 
 
+def _change_bytes_keeping_names_sizes_and_mtimes(path: Path, count: int = 40) -> None:
+    content = bytearray(path.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + count] = bytes(b ^ 0xFF for b in content[middle:middle + count])
+    stat = path.stat()
+    path.write_bytes(bytes(content))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_resume_refuses_a_dataset_of_other_bytes_and_follows_a_copy_of_the_same_bytes(synthetic_root, tmp_path):
+    """Same names and sizes, 40 bytes changed in every training JPEG: refused by content; a copy of the same
+    bytes elsewhere, with other mtimes, resumes; so does a checkpoint of an older version (names and sizes only)."""
+    data = shutil.copytree(synthetic_root, tmp_path / "data")
+    ckpt = tmp_path / "ckpt"
+    latest = ckpt / "tradam_seed0" / "latest.pt"
+    assert train.main(tiny_args(data, ckpt, "--max-steps", "1")) == 0
+    assert set(load_checkpoint(latest)["data_fingerprint"]) == {"train_frames", "val_frames", "digest", "content"}
+    resume = ["--checkpoints-dir", str(ckpt), "--name", "tradam_seed0", "--resume", "--device", "cpu"]
+
+    other = shutil.copytree(data, tmp_path / "other")
+    for jpeg in (other / "train").glob("*.jpg"):
+        _change_bytes_keeping_names_sizes_and_mtimes(jpeg)
+    result = run_cli(*resume, "--dataroot", str(other), "--max-steps", "2")
+    assert result.returncode == 2, result.stderr
+    assert one_line(result.stderr) == (
+        f"error: --dataroot {other.resolve()}: not the dataset the run was trained on (same file names and sizes, "
+        f"but the files' contents differ from those of {data.resolve()})")
+    assert load_checkpoint(latest)["step"] == 1
+
+    moved = shutil.copytree(data, tmp_path / "moved", copy_function=shutil.copyfile)  # other mtimes, stale cache
+    shutil.rmtree(data)
+    assert train.main(resume + ["--dataroot", str(moved), "--max-steps", "2"]) == 0
+    assert load_checkpoint(latest)["step"] == 2
+
+    state = torch.load(latest, weights_only=True)
+    del state["data_fingerprint"]["content"]  # as an older version saved it
+    torch.save(state, latest)
+    (latest.parent / "latest.pt.sha256").unlink()
+    assert train.main(resume + ["--max-steps", "3"]) == 0
+    assert load_checkpoint(latest)["step"] == 3
+
+
 class FullDisk:
     """A file whose writes fail with ENOSPC once ``limit`` bytes are written."""
 
