@@ -3,7 +3,7 @@
 For each split (train, val) the frames are taken in sorted path order and frame ``i`` becomes:
 
 * ``<out>/<split>/<i>.jpg``: ``2S x S`` JPEG (quality 100, no chroma subsampling), the photo on the left
-  and the colour label on the right, each bicubic-resized to ``S x S`` (S = 256 by default);
+  and the colour label on the right, each bicubic-resized to ``S x S`` (S = 256 by default, 32 to 4096);
 * ``<out>/<split>_trainids/<i>.png``: the exact trainId map (uint8, 255 = ignore), nearest-resized
   from ``*_gtFine_labelIds.png``, for scoring without reading colours back;
 * ``<out>/index.json``: ``{"train": {"<i>.jpg": "<city>_<seq>_<frame>", ...}, "val": {...},
@@ -46,6 +46,10 @@ _MAX_LABEL_ID = 33
 # A 2S x S RGB frame and its resized halves take about 20 S^2 bytes while it is converted: 335 MB at 4096
 # (16 times Cityscapes' 2048 x 1024 photos), 200 GB at 100000.
 MAX_SIZE = 4096
+# Below this side the bicubic-resized colour labels blend classes on so many pixels that they no longer read as
+# label images (data.cityscapes.MAX_FAR_FRACTION, 40%): in the synthetic city resized from 1024 x 512, up to 43%
+# of a frame's pixels at 16, 32% at 24, 26% at 32. 32 is also the input of the smallest U-Net, unet_32.
+MIN_SIZE = 32
 
 
 def _read_label_ids(path: Path) -> np.ndarray:
@@ -129,6 +133,16 @@ def _existing_sources(out: Path) -> str | None:
         return None
 
 
+def check_size(size: int) -> None:
+    """DataError unless ``size`` (``--size``, the side of each half) is in [MIN_SIZE, MAX_SIZE], saying why."""
+    if size < MIN_SIZE:
+        raise DataError(f"--size must be >= {MIN_SIZE} (smaller halves blend the resized colour labels' classes on "
+                        f"so many pixels that they no longer read as label images), got {size}")
+    if size > MAX_SIZE:
+        raise DataError(f"--size must be <= {MAX_SIZE} (a frame of side S takes about 20 S^2 bytes while it is "
+                        f"converted), got {size}")
+
+
 def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, show_progress: bool = True,
             extra_index: dict | None = None) -> Path:
     """Convert the official layout at ``cityscapes_root`` into the pix2pix layout at ``out_dir``; return it.
@@ -138,9 +152,7 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
     """
     root = Path(cityscapes_root)
     out = Path(out_dir)
-    if not 1 <= size <= MAX_SIZE:
-        raise DataError(f"--size must be in [1, {MAX_SIZE}] (a frame of side S takes about 20 S^2 bytes while "
-                        f"it is converted), got {size}")
+    check_size(size)
     for note in prepare_output({"--out": out}, {root / "leftImg8bit": "--cityscapes", root / "gtFine": "--cityscapes"}):
         print(note, flush=True)
     frames = {split: find_frames(root, split) for split in SPLITS}
@@ -216,7 +228,7 @@ def main(argv=None) -> int:
     parser = option_parser(COMMAND_LINE_HELP, prog="python -m data.prepare")
     parser.add_argument("--cityscapes", required=True, help="folder holding leftImg8bit/ and gtFine/")
     parser.add_argument("--out", required=True, help="output folder (pix2pix layout)")
-    parser.add_argument("--size", type=int, default=256, help=f"side of each square half (at most {MAX_SIZE})")
+    parser.add_argument("--size", type=int, default=256, help=f"side of each square half ({MIN_SIZE} to {MAX_SIZE})")
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing output")
     args = parser.parse_args(argv)
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from common.command_line import add_former_spelling, option_parser, run_main
 from data import DataError
 from data.cityscapes import label_ids_to_color
-from data.prepare import make_work_dir, prepare
+from data.prepare import MAX_SIZE, MIN_SIZE, check_size, make_work_dir, prepare
 
 # Bump when the scenes change (anything data.street draws, or the order of its random draws), so cached
 # default datasets are regenerated.
@@ -98,9 +98,9 @@ def generate(out_dir, n_train: int, n_val: int, seed: int = 0, size: int = 256, 
     replaced with ``overwrite=True``.
     """
 
-    if n_train < 1 or n_val < 1 or size < 8:
-        raise DataError(f"{out_dir}: need at least one train and one val frame and size >= 8 "
-                        f"(got train={n_train}, val={n_val}, size={size})")
+    if n_train < 1 or n_val < 1:
+        raise DataError(f"{out_dir}: need at least one train and one val frame (got train={n_train}, val={n_val})")
+    check_size(size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     final_city, final_pix = out / "cityscapes", out / "pix2pix"
@@ -183,7 +183,8 @@ def main(argv=None) -> int:
                                                     help="number of validation frames"), "--val")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scenes)")
     parser.add_argument("--size", type=int, default=256,
-                        help="side of the square pix2pix halves; official-layout images are 2*size x size")
+                        help=f"side of the square pix2pix halves ({MIN_SIZE} to {MAX_SIZE}); official-layout "
+                             f"images are 2*size x size")
     parser.add_argument("--overwrite", action="store_true", help="replace different data already in --out")
     args = parser.parse_args(argv)
 

@@ -67,20 +67,20 @@ def test_idempotent_and_refuses_to_overwrite_different_output(official, tmp_path
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == stamp
 
     with pytest.raises(DataError) as info:
-        prep.prepare(official, out, size=16, show_progress=False)
+        prep.prepare(official, out, size=48, show_progress=False)
     assert str(info.value).startswith(str(out)) and "--overwrite" in str(info.value)
     assert json.loads((out / "index.json").read_text())["size"] == 32  # untouched
 
-    prep.prepare(official, out, size=16, overwrite=True, show_progress=False)
-    assert json.loads((out / "index.json").read_text())["size"] == 16
-    assert Image.open(out / "val" / "0.jpg").size == (32, 16)
+    prep.prepare(official, out, size=48, overwrite=True, show_progress=False)
+    assert json.loads((out / "index.json").read_text())["size"] == 48
+    assert Image.open(out / "val" / "0.jpg").size == (96, 48)
     assert _leftovers(tmp_path) == []
 
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("someone else's folder")
     with pytest.raises(DataError, match="--overwrite"):
-        prep.prepare(official, stranger, size=16, show_progress=False)
+        prep.prepare(official, stranger, size=32, show_progress=False)
 
 
 def test_interrupted_run_leaves_nothing_complete(official, tmp_path, monkeypatch):
@@ -95,7 +95,7 @@ def test_interrupted_run_leaves_nothing_complete(official, tmp_path, monkeypatch
 
     monkeypatch.setattr(prep, "convert_frame", flaky)
     with pytest.raises(KeyboardInterrupt):
-        prep.prepare(official, tmp_path / "out", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "out", size=32, show_progress=False)
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
 
@@ -104,7 +104,7 @@ def test_corrupt_photo_is_named_and_nothing_is_written(official, tmp_path):
     data = photo.read_bytes()
     photo.write_bytes(data[: len(data) // 3])
     with pytest.raises(DataError) as info:
-        prep.prepare(official, tmp_path / "out", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "out", size=32, show_progress=False)
     assert str(info.value).startswith(str(photo)) and "\n" not in str(info.value)
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
@@ -118,43 +118,43 @@ def test_bad_inputs_are_named(official, tmp_path):
 
     Image.open(photo).convert("L").save(photo)
     with pytest.raises(DataError, match=f"{name}_leftImg8bit.png: expected an RGB photo"):
-        prep.prepare(official, tmp_path / "a", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "a", size=32, show_progress=False)
     Image.open(color).convert("RGB").save(photo)  # restore an RGB photo
 
     Image.open(sorted(official.glob("leftImg8bit/val/*/*.png"))[0]).save(color)  # a "colour label" that is a photo
     with pytest.raises(DataError, match=f"{name}_gtFine_color.png: not a Cityscapes colour label"):
-        prep.prepare(official, tmp_path / "b", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "b", size=32, show_progress=False)
     color.unlink()  # no colour file at all: drawn from the label ids instead
 
     original_ids = np.asarray(Image.open(ids))
     Image.fromarray(np.full_like(original_ids, 200)).save(ids)
     with pytest.raises(DataError, match=f"{name}_gtFine_labelIds.png: holds value 200"):
-        prep.prepare(official, tmp_path / "c", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "c", size=32, show_progress=False)
     Image.fromarray(original_ids[:, :10]).save(ids)
     with pytest.raises(DataError, match=f"{name}_gtFine_labelIds.png: size"):
-        prep.prepare(official, tmp_path / "d", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "d", size=32, show_progress=False)
     Image.fromarray(original_ids).save(ids)
-    out = prep.prepare(official, tmp_path / "e", size=16, show_progress=False)
+    out = prep.prepare(official, tmp_path / "e", size=32, show_progress=False)
     assert _leftovers(tmp_path) == []
 
     from data.cityscapes import color_to_train_ids
     pair = np.asarray(Image.open(out / "train" / "0.jpg").convert("RGB"))
     exact = np.asarray(Image.open(out / "train_trainids" / "0.png"))
-    assert (color_to_train_ids(pair[:, 16:]) == exact).mean() > 0.8
+    assert (color_to_train_ids(pair[:, 32:]) == exact).mean() > 0.8
 
 
 def test_unpaired_frames_are_refused(official, tmp_path):
     ids = sorted(official.glob("gtFine/val/*/*_labelIds.png"))[1]
     ids.unlink()
     with pytest.raises(DataError, match="unpaired"):
-        prep.prepare(official, tmp_path / "out", size=16, show_progress=False)
+        prep.prepare(official, tmp_path / "out", size=32, show_progress=False)
     assert not (tmp_path / "out").exists()
 
 
 def test_command_line(official, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-m", "data.prepare", "--cityscapes", str(official), "--out",
-                          str(tmp_path / "out"), "--size", "16"], capture_output=True, text=True, env=env, cwd=REPO)
+                          str(tmp_path / "out"), "--size", "32"], capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("wrote 4 train / 3 val frames")
     run = subprocess.run([sys.executable, "-m", "data.prepare", "--cityscapes", str(tmp_path / "none"), "--out",
@@ -165,7 +165,7 @@ def test_command_line(official, tmp_path):
 
 def test_changed_sources_are_noticed_and_leftovers_of_a_killed_run_removed(official, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["--cityscapes", str(official), "--out", str(out), "--size", "16"]
+    argv = ["--cityscapes", str(official), "--out", str(out), "--size", "32"]
     assert prep.main(argv) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("wrote 4 train / 3 val frames")
     assert prep.main(argv) == 0
@@ -214,7 +214,7 @@ def test_an_output_that_overlaps_the_input_is_refused_and_the_input_kept(officia
     """--out the --cityscapes folder, one of its input folders, inside one, or a folder holding them."""
     before = _tree(official)
     out = official.parent if where == "parent" else official / where
-    run = run_prepare("--cityscapes", official, "--out", out, "--size", "16", "--overwrite")
+    run = run_prepare("--cityscapes", official, "--out", out, "--size", "32", "--overwrite")
     assert run.returncode == 2, run.stdout + run.stderr
     line = run.stderr.strip()
     assert "\n" not in line and line.startswith(f"error: --out {out}: ") and "(of --cityscapes)" in line
@@ -222,7 +222,7 @@ def test_an_output_that_overlaps_the_input_is_refused_and_the_input_kept(officia
 
 
 def test_an_output_beside_the_inputs_in_the_same_root_is_fine(official):
-    run = run_prepare("--cityscapes", official, "--out", official / "pix2pix", "--size", "16")
+    run = run_prepare("--cityscapes", official, "--out", official / "pix2pix", "--size", "32")
     assert run.returncode == 0, run.stderr
     assert (official / "pix2pix" / "index.json").is_file() and (official / "gtFine").is_dir()
 
@@ -230,19 +230,39 @@ def test_an_output_beside_the_inputs_in_the_same_root_is_fine(official):
 def test_a_size_beyond_the_bound_is_refused_before_reading_anything(tmp_path):
     run = run_prepare("--cityscapes", tmp_path / "none", "--out", tmp_path / "out", "--size", "100000")
     assert run.returncode == 2
-    assert run.stderr.strip() == ("error: --size must be in [1, 4096] (a frame of side S takes about 20 S^2 bytes "
+    assert run.stderr.strip() == ("error: --size must be <= 4096 (a frame of side S takes about 20 S^2 bytes "
                                   "while it is converted), got 100000")
+
+
+@pytest.mark.parametrize("size", [1, 4, 31])
+def test_a_size_below_the_bound_is_refused_with_the_reason_before_reading_anything(official, tmp_path, size):
+    """Below 32 the resized colour labels no longer read as labels: refused, not blamed on a valid input."""
+    run = run_prepare("--cityscapes", official, "--out", tmp_path / "out", "--size", size)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (f"error: --size must be >= 32 (smaller halves blend the resized colour labels' "
+                                  f"classes on so many pixels that they no longer read as label images), got {size}")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_the_smallest_size_gives_a_dataset_that_reads(official, tmp_path):
+    run = run_prepare("--cityscapes", official, "--out", tmp_path / "out", "--size", 32)
+    assert run.returncode == 0, run.stderr
+    from data.aligned import AlignedDataset
+    for phase, count in (("train", 4), ("val", 3)):
+        for train in (False, True):
+            dataset = AlignedDataset(tmp_path / "out", phase, load_size=36, crop_size=32, train=train)
+            assert [dataset[i]["label"].shape for i in range(len(dataset))] == [(32, 32)] * count
 
 
 def test_a_previous_output_set_aside_by_a_killed_run_is_put_back_and_named(official, tmp_path):
     out = tmp_path / "out"
-    assert run_prepare("--cityscapes", official, "--out", out, "--size", "16").returncode == 0
+    assert run_prepare("--cityscapes", official, "--out", out, "--size", "32").returncode == 0
     before = _tree(out)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     aside = tmp_path / f".out.replaced-{gone.pid}-0a1b2c3d"
     out.rename(aside)  # killed between moving the old output aside and renaming its successor in
-    run = run_prepare("--cityscapes", official, "--out", out, "--size", "16")
+    run = run_prepare("--cityscapes", official, "--out", out, "--size", "32")
     assert run.returncode == 0, run.stderr
     assert f"put back the previous output that an interrupted run had set aside in {aside.name}" in run.stdout
     assert "nothing to do" in run.stdout and _tree(out) == before and not aside.exists()
@@ -251,7 +271,7 @@ def test_a_previous_output_set_aside_by_a_killed_run_is_put_back_and_named(offic
 def test_an_unreadable_photo_starts_its_own_line_after_the_progress_bar(official, tmp_path):
     photo = sorted(official.glob("leftImg8bit/val/*/*.png"))[-1]
     photo.write_bytes(b"")
-    run = run_prepare("--cityscapes", official, "--out", tmp_path / "out", "--size", "16")
+    run = run_prepare("--cityscapes", official, "--out", tmp_path / "out", "--size", "32")
     assert run.returncode == 2
     assert f"\nerror: {photo}: " in run.stderr  # not glued to the bar's last line
     assert not (tmp_path / "out").exists()

@@ -186,6 +186,16 @@ def test_command_line(tmp_path):
     assert run.returncode == 2 and run.stderr.strip() == "error: --seed must be in [0, 2^31), got -3"
 
 
+@pytest.mark.parametrize("size", [8, 31])
+def test_a_size_below_the_bound_is_refused_before_any_frame_is_drawn(tmp_path, capsys, size):
+    assert synthetic.main(["--out", str(tmp_path / "city"), "--train-frames", "1", "--val-frames", "1", "--size",
+                           str(size)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --size must be >= 32 (smaller halves blend the resized colour labels' classes on so many pixels "
+        f"that they no longer read as label images), got {size}")
+    assert not (tmp_path / "city").exists()
+
+
 def test_former_spellings_of_the_frame_counts_still_work_with_a_note(tmp_path, capsys):
     assert synthetic.main(["--out", str(tmp_path), "--train", "2", "--val", "1", "--size", "32"]) == 0
     assert capsys.readouterr().err.splitlines()[:2] == ["note: --train is now spelled --train-frames",
@@ -202,7 +212,7 @@ def test_a_cached_dataset_is_reused_without_loading_the_renderer(tmp_path, monke
              "from data.synthetic import default_dataset, generate\n"
              "loaded = lambda: sorted(m for m in sys.modules if m == 'cv2' or m.split('.')[:2] == ['data', 'street'])\n"
              "print(default_dataset(size=32, n_train=2, n_val=1, seed=0, verbose=False), loaded())\n"
-             f"generate({str(tmp_path / 'drawn')!r}, n_train=1, n_val=1, size=16)\n"
+             f"generate({str(tmp_path / 'drawn')!r}, n_train=1, n_val=1, size=32)\n"
              "print(loaded())\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO)
