@@ -144,11 +144,12 @@ def check_size(size: int) -> None:
 
 
 def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, show_progress: bool = True,
-            extra_index: dict | None = None) -> Path:
+            extra_index: dict | None = None, summary: bool = True) -> Path:
     """Convert the official layout at ``cityscapes_root`` into the pix2pix layout at ``out_dir``; return it.
 
     ``extra_index`` adds keys to index.json (the synthetic generator records its parameters there).
-    With ``show_progress`` it prints a progress bar and one line saying what it did.
+    With ``show_progress`` it prints a progress bar and what it did: notes and, with ``summary``, a last
+    line naming ``out_dir`` (a caller that moves the output elsewhere names it itself).
     """
     root = Path(cityscapes_root)
     out = Path(out_dir)
@@ -175,7 +176,7 @@ def prepare(cityscapes_root, out_dir, size: int = 256, overwrite: bool = False, 
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    if show_progress:
+    if show_progress and summary:
         print(f"wrote {len(index['train'])} train / {len(index['val'])} val frames (pix2pix layout) to {out}")
     return out
 

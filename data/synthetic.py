@@ -120,7 +120,7 @@ def generate(out_dir, n_train: int, n_val: int, seed: int = 0, size: int = 256, 
     try:
         write_cityscapes_layout(work / "cityscapes", n_train, n_val, seed, size, show_progress)
         prepare(work / "cityscapes", work / "pix2pix", size=size, show_progress=show_progress,
-                extra_index={"synthetic": recipe})
+                extra_index={"synthetic": recipe}, summary=False)  # the work folder is gone when it is done
         for final in (final_pix, final_city):  # the pix2pix index marks completion: remove it first
             if final.exists():
                 shutil.rmtree(final)

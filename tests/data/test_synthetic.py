@@ -186,6 +186,17 @@ def test_command_line(tmp_path):
     assert run.returncode == 2 and run.stderr.strip() == "error: --seed must be in [0, 2^31), got -3"
 
 
+def test_the_command_names_the_folders_it_leaves(tmp_path):
+    """Every path the command prints exists when it is done: none is its hidden work folder."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-m", "data.synthetic", "--out", str(tmp_path / "city"), "--train-frames",
+                          "2", "--val-frames", "1", "--size", "32"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    named = [word.strip(",()") for word in run.stdout.split() if str(tmp_path) in word]
+    assert sorted(named) == [str(tmp_path / "city" / "cityscapes"), str(tmp_path / "city" / "pix2pix")], run.stdout
+    assert all(Path(path).is_dir() for path in named) and ".partial" not in run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("size", [8, 31])
 def test_a_size_below_the_bound_is_refused_before_any_frame_is_drawn(tmp_path, capsys, size):
     assert synthetic.main(["--out", str(tmp_path / "city"), "--train-frames", "1", "--val-frames", "1", "--size",
