@@ -28,12 +28,11 @@ from PIL import Image
 
 from data import DataError
 from data.cityscapes import IGNORE_INDEX, NUM_CLASSES, color_to_train_ids
-from data.fingerprint import files_content_digest, files_fingerprint
+from data.fingerprint import DIGEST_CACHE, files_content_digest, files_fingerprint
 from data.images import as_rgb, image_header, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-DIGEST_CACHE = ".content_digests.json"  # in the dataset folder, outside the files it fingerprints
 
 
 class LoaderDataError(DataError):

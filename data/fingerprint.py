@@ -10,6 +10,7 @@ from typing import Iterable
 
 from common.files import file_sha256, write_json
 
+DIGEST_CACHE = ".content_digests.json"  # the cache of a folder's digests, never fingerprinted
 CACHE_VERSION = 1
 # A file changed this shortly before it was hashed may be rewritten within the same timestamp tick (same size and
 # times): its digest is not cached, and it is hashed again the next time.
@@ -20,10 +21,11 @@ def files_fingerprint(paths: Iterable[Path], base: Path, with_mtime: bool = Fals
     """sha256 of each file's path relative to ``base`` and its size (and modification time).
 
     Without ``with_mtime`` it survives moving or copying the files elsewhere, and changes when a
-    file is added, removed, renamed or changes size; with it, also when a file is rewritten.
+    file is added, removed, renamed or changes size; with it, also when a file is rewritten. Digest caches
+    (:data:`DIGEST_CACHE` and their temporary files) are left out: reading a folder's fingerprint changes them.
     """
     digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
+    for path in sorted(Path(p) for p in paths if not is_digest_cache(Path(p))):
         stat = path.stat()
         stamp = f"\0{stat.st_mtime_ns}" if with_mtime else ""
         digest.update(f"{path.relative_to(base).as_posix()}\0{stat.st_size}{stamp}\n".encode())
@@ -58,6 +60,11 @@ def files_content_digest(paths: Iterable[Path], base: Path, cache: Path | None =
         except OSError:  # a read-only dataset: no cache
             pass
     return digest.hexdigest()
+
+
+def is_digest_cache(path: Path) -> bool:
+    """Whether ``path`` is a :data:`DIGEST_CACHE` or one of its temporary files (common.files.write_atomic)."""
+    return path.name == DIGEST_CACHE or (path.name.startswith(f".{DIGEST_CACHE}.") and path.name.endswith(".tmp"))
 
 
 def _is_entry(entry) -> bool:

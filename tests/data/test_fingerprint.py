@@ -9,7 +9,8 @@ import pytest
 
 import data.fingerprint
 from data import DataError
-from data.aligned import DIGEST_CACHE, check_same_dataset, dataset_fingerprint
+from data.aligned import check_same_dataset, dataset_fingerprint
+from data.fingerprint import DIGEST_CACHE, files_fingerprint
 
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
@@ -142,3 +143,17 @@ def test_a_checkpoints_fingerprint_is_compared_by_content_when_it_has_one(synthe
     shutil.copyfile(other / "val" / "1.jpg", other / "val" / "2.jpg")
     with pytest.raises(DataError, match="file names or sizes differ"):
         check_same_dataset(other, dataset_fingerprint(other), older, synthetic_root)
+
+
+def test_a_folders_names_and_sizes_fingerprint_leaves_its_digest_cache_out(synthetic_root, tmp_path,
+                                                                           settled_at_once):
+    """experiments.study keys a dataset by every file under it: reading its fingerprint must not change that key."""
+    root = _copy(synthetic_root, tmp_path / "data")
+    (root / DIGEST_CACHE).unlink(missing_ok=True)
+
+    def whole_folder():
+        return files_fingerprint([p for p in root.rglob("*") if p.is_file()], root)
+    before = whole_folder()
+    dataset_fingerprint(root)
+    (root / f".{DIGEST_CACHE}.12345.abcd.tmp").write_text("a write under way")
+    assert (root / DIGEST_CACHE).is_file() and whole_folder() == before
