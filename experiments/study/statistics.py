@@ -103,9 +103,12 @@ def sign_flip_mde(sd: float, n: int, alpha: float, power: float = POWER, simulat
                   seed: int = 1) -> float:
     """The smallest true mean difference the two-sided sign-flip test at ``alpha`` rejects with probability
     ``power`` from n seeds of normal differences with standard deviation ``sd``, by simulation (the same
-    draws for every effect, so the power grows with the effect; bisection to 1% of ``sd``). NaN without sd."""
+    draws for every effect, so the power grows with the effect; bisection to 1% of ``sd``). NaN without sd;
+    infinite when n seeds cannot give a p below ``alpha``."""
     if n < 2 or sd is None or not math.isfinite(sd) or sd <= 0:
         return float("nan")
+    if n <= EXACT_UP_TO and 2 / 2 ** n >= alpha:
+        return float("inf")  # no sign pattern is rare enough: the test cannot reject at alpha, whatever the effect
     noise = np.random.default_rng(seed).standard_normal((simulations, n)) * sd
     low, high = 0.0, sd
     while simulated_rejections(noise + high, alpha) < power:

@@ -3,6 +3,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -144,6 +145,23 @@ if os.environ.get("STUDY_MARKS") and sys.argv and sys.argv[0].endswith("train.py
 QUICK = ["--preset", "quick", "--arms", "adam", "tradam", "--seeds", "0", "1", "--device", "cpu", "--jobs", "2"]
 
 
+@pytest.fixture(scope="module")
+def tiny_segmenters(tmp_path_factory):
+    """A folder with one tiny untrained FCN-8s whose predictions vary (random score layers): what the study
+    scores with in these tests (the real study uses the shipped demo segmenters)."""
+    from eval.segmenters.files import save_segmenter, segmenter_metadata
+    from eval.segmenters.registry import build_segmenter
+    folder = tmp_path_factory.mktemp("segmenters")
+    torch.manual_seed(7)
+    model = build_segmenter("fcn8s", {"width_mult": 1 / 16}, input_size=(32, 32))
+    with torch.no_grad():
+        for layer in (model.net.score_fr, model.net.score_pool4, model.net.score_pool3):
+            layer.weight.normal_(0, 1.0)
+    save_segmenter(folder / "fcn8s.pt", model, segmenter_metadata(model, [f"c{i}" for i in range(19)], (32, 32),
+                                                                   {"dataroot": "tiny", "name": "tiny"}, None))
+    return folder
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -160,17 +178,18 @@ def restore_threads():
 
 
 @pytest.mark.e2e
-def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, restore_threads):
+def test_quick_study_through_the_command(synthetic_root, tiny_segmenters, tmp_path, capsys, restore_threads):
     """The real command, 2 jobs at once: SIGTERM while two trainings run stops them (each saves) and the
     study exits 143 with one line; the same command then resumes and writes the report, whose numbers are
-    recomputed here; a run trained alone with the same options is bit-identical to the study's."""
+    recomputed here; a run trained alone with the same options is bit-identical to the study's; records are
+    reused from a fresh clone and redone when their segmenter differs."""
     runs, out = tmp_path / "runs", tmp_path / "report"
-    args = [*QUICK, "--dataroot", str(synthetic_root), "--checkpoints-dir", str(runs), "--out", str(out)]
+    args = [*QUICK, "--dataroot", str(synthetic_root), "--checkpoints-dir", str(runs), "--out", str(out),
+            "--segmenter-dir", str(tiny_segmenters)]
     hooks, marks = tmp_path / "hooks", tmp_path / "marks"
     hooks.mkdir(), marks.mkdir()
     (hooks / "sitecustomize.py").write_text(HOOK)
-    env = dict(os.environ, STUDY_MARKS=str(marks),
-               PYTHONPATH=os.pathsep.join([str(hooks), str(REPO)]))
+    env = dict(os.environ, STUDY_MARKS=str(marks), PYTHONPATH=os.pathsep.join([str(hooks), str(REPO)]))
     process = subprocess.Popen([sys.executable, "-m", "experiments.study", *args], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
@@ -182,7 +201,7 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
     stdout, stderr = process.communicate(timeout=240)
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines() == [
-        "interrupted by SIGTERM: 12 of 14 jobs not done (those running saved and stopped); the same command resumes"]
+        "interrupted by SIGTERM: 12 of 12 jobs not done (those running saved and stopped); the same command resumes"]
     children = {int(p.suffix[1:]) for p in marks.glob("step2.*")}
     assert len(children) == 2 and not any(pid_alive(pid) for pid in children)  # no orphan goes on training
     for name in ("adam_seed0", "adam_seed1"):  # the two under way saved, unfinished
@@ -190,39 +209,41 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
         assert not state["finished"] and state["step"] == 2  # saved right after the step under way
     assert not (runs / "tradam_seed0").exists()
 
-    code = study_cli.main(args)  # the same command resumes
-    assert code == 0, capsys.readouterr().err
-    for name in ("study.md", "study.json", "learning_curves.png", "noise.png"):
+    assert study_cli.main(args) == 0, capsys.readouterr().err  # the same command resumes
+    check_the_report(out, runs)
+    report = json.loads((out / "study.json").read_text())
+    check_a_run_alone_is_bit_identical(report, runs, tmp_path / "alone")
+    check_the_records(args, report, runs, out, tmp_path, capsys)
+
+
+def check_the_report(out: Path, runs: Path) -> None:
+    """The report's files, and its numbers recomputed from the per-run numbers."""
+    for name in ("study.md", "study.json", "learning_curves.png", "noise.png", "paired.png"):
         assert (out / name).is_file(), name
     report = json.loads((out / "study.json").read_text())
     assert set(report["train_options"]) == {"adam_seed0", "adam_seed1", "tradam_seed0", "tradam_seed1"}
-    assert "--seed" in report["train_options"]["tradam_seed1"] and "tradam" in report["train_options"]["tradam_seed1"]
-    # The paired difference in the report is recomputed here from the per-run numbers (t interval, 1 df).
-    per_run = report["per_run"]["val_l1"]
-    diffs = [per_run[f"tradam_seed{s}"] - per_run[f"adam_seed{s}"] for s in (0, 1)]
-    reported = report["analysis"]["val_l1"]["vs_baseline"]["tradam"]
-    assert reported["diffs"] == pytest.approx(diffs)
-    # sd of two values |d0 − d1|/√2, half-width t_{0.975,1}·sd/√2 = 12.706·|d0 − d1|/2
-    mean, half = sum(diffs) / 2, 12.7062 * abs(diffs[0] - diffs[1]) / 2
-    assert (reported["low"], reported["high"]) == pytest.approx((mean - half, mean + half), rel=1e-4)
-    assert reported["p"] == (0.5 if diffs[0] * diffs[1] > 0 else 1.0)  # 2 seeds: 4 sign patterns
-    tests = report["tests"]
-    assert tests["primary"]["measure"] == "fcn8s:class_iou" and tests["primary"]["arm"] == "tradam"
-    assert len(tests["family"]) == 6 and all(not e["significant"] for e in tests["family"])
-    curves = report["curves"]["tradam"]["0"]
+    tested = {h["name"]: h for h in report["confirmatory"]["hypotheses"]}
+    assert list(tested) == ["H1", "H4"]  # the design has no tradam_adam_step, no adam_matched
+    iou = report["per_run"]["fcn8s:class_iou"]
+    diffs = [iou[f"tradam_seed{s}"] - iou[f"adam_seed{s}"] for s in (0, 1)]
+    assert tested["H1"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert tested["H1"]["p"] == (0.5 if diffs[0] * diffs[1] > 0 and diffs[0] != 0 else 1.0)  # 2 seeds: 4 patterns
+    assert tested["H1"]["p_holm"] == pytest.approx(min(1.0, max(holm([tested["H1"]["p"], tested["H4"]["p"]])[0],
+                                                                tested["H1"]["p"])))
+    by_k = report["noise_by_k"]["tradam"]
+    assert set(by_k) == {"0", "1"}  # S = 2 in the quick preset: every position probed
+    assert by_k["0"]["direction_ratio"] == pytest.approx(by_k["0"]["grad_ratio"])  # no pull at k = 0
+    curves = report["curves"]["tradam_seed0"]
     assert [step for step, _ in curves["val_l1"]] == [4, 8]  # 4 train frames: epochs 1 and 2
-    assert report["noise"]["tradam"]["0"]["direction_ratio"]
     text = (out / "study.md").read_text()
-    for words in ("Primary result", "Holm", "not the paper's experiment", "can and cannot conclude", "Ground truth",
-                  "MDE"):
+    for words in ("## Confirmatory results", "Holm", "not the paper's experiment", "can and cannot conclude",
+                  "Ground truth", "MDE", "no plan: every result below is exploratory", "inner position k"):
         assert words in text, words
-    assert "*" not in text.replace("**", "")  # no significance stars
-    # Threads: pinned to 1 in every run's options.json and the scorers' metadata.
     assert json.loads((runs / "tradam_seed1" / "options.json").read_text())["threads"] == 1
-    assert load_checkpoint(runs / "segmenters" / "fcn8s.pt")["metadata"]["training"]["threads"] == 1
 
-    # Trained alone here (not beside another job), a run of the same options is bit-identical.
-    alone = tmp_path / "alone"
+
+def check_a_run_alone_is_bit_identical(report: dict, runs: Path, alone: Path) -> None:
+    """Trained alone here (not beside another job), a run of the same options is bit-identical."""
     options = list(report["train_options"]["tradam_seed1"])
     options[options.index("--checkpoints-dir") + 1] = str(alone)
     assert train.main([*options, "--overwrite"]) == 0
@@ -231,44 +252,57 @@ def test_quick_study_through_the_command(synthetic_root, tmp_path, capsys, resto
         for key, value in theirs[net].items():
             assert torch.equal(mine[net][key], value), f"{net}.{key}"
 
-    # Stopped early, the study writes the records of the runs trained and scored by then, and only those.
-    config = study_cli.parse_args([*args, "--out", str(tmp_path / "partial")])
+
+def check_the_records(args: list, report: dict, runs: Path, out: Path, tmp_path: Path, capsys) -> None:
+    """Stopped early, only scored runs are recorded; a second call reuses everything; from a fresh clone (no run
+    folder) nothing is trained again and the report is the same to the last bit; a record whose segmenter
+    differs is redone and gives the same numbers."""
+    config, _ = study_cli.parse_args([*args, "--out", str(tmp_path / "partial")])
     arms, stored = study_design.study_arms(config), study_runs.stored_records(config)
-    _, commands, folders = study_jobs.study_jobs(config, arms, stored)
-    scored = folders["adam_seed0"][0] / "results.json"
+    _, commands = study_jobs.study_jobs(config, arms, stored)
+    scored = study_jobs.result_folders(config, "adam_seed0")[0] / "results.json"
     scored.rename(tmp_path / "aside.json")
-    study_runs.write_records(config, arms, stored, commands, folders, only_scored=True)
+    study_runs.write_records(config, arms, stored, commands, only_scored=True)
     assert sorted(p.name for p in stored.folder.glob("*.json")) == [
         "adam_seed1.json", "tradam_seed0.json", "tradam_seed1.json"]
     (tmp_path / "aside.json").rename(scored)
-
-    # A second call reuses every run, scorer and score.
     capsys.readouterr()
     assert study_cli.main(args) == 0
-    assert capsys.readouterr().out.count("up to date") == 14
-
-    # Each run's record: from a fresh clone (no run folder, no scorer) only the scorers are trained again, to
-    # check the records against them, and the report is the same to the last bit.
+    assert capsys.readouterr().out.count("up to date") == 12
     records = out / "runs"
-    assert sorted(p.name for p in records.glob("*.json")) == [f"{n}.json" for n in sorted(report["train_options"])]
     record = json.loads((records / "tradam_seed1.json").read_text())
     assert record["final"]["fcn8s"]["class_iou"] == report["per_run"]["fcn8s:class_iou"]["tradam_seed1"]
     assert "--checkpoints-dir" not in record["key"]["train_options"] and record["key"]["torch"] == torch.__version__
+    assert record["finished"] and record["scored_as"] == "latest.pt"
     shutil.rmtree(runs)
     assert study_cli.main(args) == 0
-    said = capsys.readouterr().out
-    assert said.count("up to date") == 12 and "4 with a record" in said and "scorer fcn8s: done" in said
-    assert not (runs / "adam_seed0").exists()
+    assert capsys.readouterr().out.count("up to date") == 12 and not (runs / "adam_seed0").exists()
     assert json.loads((out / "study.json").read_text()) == report
-    # A record whose scorer differs is stale: its run is trained and scored again, and gives the same numbers.
     record = json.loads((records / "adam_seed1.json").read_text())
     record["scorers"]["fcn8s"]["sha256"] = "0" * 64
-    (records / "adam_seed1.json").write_text(json.dumps(record))
+    study_records_write(records, record)
     assert study_cli.main(args) == 0
     said = capsys.readouterr().out
-    assert "train adam_seed1: done" in said and said.count("up to date") == 11
-    assert not (runs / "adam_seed0").exists()
+    assert "train adam_seed1: done" in said and said.count("up to date") == 9
     assert json.loads((out / "study.json").read_text()) == report
+
+
+def study_records_write(folder: Path, record: dict) -> None:
+    """Write a record as the study does (with its digest), e.g. after changing what it says."""
+    from experiments.study.records import write_record
+    write_record(folder, {k: v for k, v in record.items() if k != "digest"})
+
+
+def test_list_jobs_prints_every_command_of_the_plan_one_a_line(tiny_segmenters, capsys):
+    assert study_cli.main(["--list-jobs", "--seeds", "100", "101", "--segmenter-dir", str(tiny_segmenters)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 * 2 * 3  # the plan's four arms, two seeds here: a training and two scorings each
+    first = shlex.split(lines[0])
+    assert first[1].endswith("train.py") and first[first.index("--name") + 1] == "adam_seed100"
+    assert "--noise-freq" in first and first[first.index("--noise-probe") + 1] == "32"
+    scored = shlex.split(lines[1])
+    assert scored[1].endswith("evaluate.py") and "--overwrite" in scored
+    assert any("tradam_adam_step_seed101" in line for line in lines)
 
 
 def test_bad_arms_and_seeds_are_one_line(capsys):
@@ -279,43 +313,46 @@ def test_bad_arms_and_seeds_are_one_line(capsys):
     assert study_cli.main(["--seeds", "3"]) == 2
 
 
-def test_the_demo_study_scores_with_the_demo_scorers():
-    """One pair of built-in-city scorers: the study trains exactly `make demo`'s (the ones that rank)."""
-    assert study_design.PRESETS["demo"]["segmenters"] == {arch: ["--preset", "demo"]
-                                                  for arch in [a for a, spec in REGISTRY.items() if "demo" in spec.presets]}
+def test_the_demo_study_scores_with_the_shipped_demo_segmenters_and_trains_none():
+    assert study_design.PRESETS["demo"]["segmenter_dir"] == "checkpoints/segmenters/demo"
+    config, _ = study_cli.parse_args([])
+    jobs, _ = study_jobs.study_jobs(config, study_design.study_arms(config), study_runs.stored_records(config))
+    assert not [job for job in jobs if "train_segmenter" in " ".join(map(str, job.command if not callable(job.command)
+                                                                          else ()))]
+    assert {job.name.split()[0] for job in jobs} == {"train", "score", "curves"}
+    assert study_jobs.study_scorers(config) == ["fcn8s", "deeplabv3plus_resnet10t"]
 
 
-def test_the_commands_it_runs_take_the_options_it_passes(tmp_path):
-    from eval import train_segmenter
+def test_the_commands_it_runs_take_the_options_it_passes(tiny_segmenters, tmp_path):
     config = study_design.StudyConfig(checkpoints_dir=str(tmp_path / "runs"), device="cuda:1", dataroot="data", jobs=2,
-                               threads=3, seeds=(3, 4), out=str(tmp_path / "report"))
+                                      threads=3, seeds=(3, 4), out=str(tmp_path / "report"), noise_freq=800,
+                                      segmenter_dir=str(tiny_segmenters), train_args=["--preset", "demo"])
     arms = [study_design.make_arms(2e-4, 0.999)[a] for a in ("adam", "tradam")]
     trainings, commands = study_jobs.train_jobs(config, arms)
     assert [job.name for job in trainings] == ["train adam_seed3", "train adam_seed4", "train tradam_seed3",
                                                "train tradam_seed4"]
+    assert trainings[0].done_statuses == (0, 1)  # a run that diverges is done: it is scored as its last epoch
     run = train.parse_args(list(trainings[3].command[2:]))
     assert (run.checkpoints_dir, run.device, run.seed, run.dataroot, run.threads, run.optim, run.overwrite) == (
         config.checkpoints_dir, "cuda:1", 4, "data", 3, "tradam", True)
-    for job in study_jobs.scorer_jobs(config):
-        scorer = train_segmenter.parse_args(list(job.command[3:]))
-        assert (scorer.threads, scorer.device, scorer.dataroot) == (3, "cuda:1", "data")
-    jobs, _, folders = study_jobs.study_jobs(config, arms, study_runs.stored_records(config))
+    assert (run.noise_freq, run.noise_probe, run.preset) == (800, 32, "demo")
+    jobs, _ = study_jobs.study_jobs(config, arms, study_runs.stored_records(config))
     by_name = {job.name: job for job in jobs}
-    assert list(by_name)[:5] == ["scorer fcn8s", "scorer deeplabv3plus_resnet10t", "train adam_seed3",
-                                 "score adam_seed3", "curves adam_seed3"]  # a run is scored as soon as trained
-    assert by_name["score tradam_seed3"].after == ("train tradam_seed3", "scorer fcn8s",
-                                                   "scorer deeplabv3plus_resnet10t")
-    assert by_name["train tradam_seed3"].after == ()  # no record: it need not wait for the scorers
-    scored = parse_config(list(by_name["score tradam_seed3"].command[2:]))
-    assert (scored.checkpoints_dir, scored.device, scored.runs, scored.out) == (
-        config.checkpoints_dir, "cuda:1", ["tradam_seed3"], str(folders["tradam_seed3"][0]))
-    assert scored.segmenter_dir == str(tmp_path / "runs" / "segmenters")
-    epoch = tmp_path / "runs" / "adam_seed3" / "epoch_001.pt"
-    epoch.parent.mkdir(parents=True)
-    epoch.touch()
-    assert not by_name["curves adam_seed3"].skip()  # an epoch file to score
-    curve = parse_config(list(by_name["curves adam_seed3"].command()[2:]))
-    assert (curve.generator, curve.segmenters, curve.out) == ([str(epoch)], ["fcn8s"], str(folders["adam_seed3"][1]))
+    assert list(by_name)[:3] == ["train adam_seed3", "score adam_seed3", "curves adam_seed3"]  # scored when trained
+    assert by_name["score tradam_seed3"].after == ("train tradam_seed3",)
+    run_dir = tmp_path / "runs" / "tradam_seed3"
+    run_dir.mkdir(parents=True)
+    for epoch in (1, 2):
+        (run_dir / f"epoch_{epoch:03d}.pt").touch()
+    scored = parse_config(list(by_name["score tradam_seed3"].command()[2:]))
+    final, curves = study_jobs.result_folders(config, "tradam_seed3")
+    assert (scored.checkpoints_dir, scored.device, scored.out, scored.overwrite) == (
+        config.checkpoints_dir, "cuda:1", str(final), True)
+    assert scored.generator == [str(run_dir / "epoch_002.pt")]  # not finished (it diverged): its last epoch file
+    assert scored.segmenter_dir == str(tiny_segmenters)
+    curve = parse_config(list(by_name["curves tradam_seed3"].command()[2:]))
+    assert (curve.generator, curve.segmenters, curve.out) == (
+        [str(run_dir / "epoch_001.pt"), str(run_dir / "epoch_002.pt")], ["fcn8s"], str(curves))
     assert by_name["curves adam_seed4"].skip()  # no epoch files: nothing to score
 
 
@@ -327,7 +364,7 @@ def test_bad_jobs_and_threads_are_one_line(tmp_path, capsys):
 
 
 def test_former_checkpoints_spelling_and_device_names(tmp_path, capsys):
-    assert study_cli.parse_args(["--checkpoints", "runs"]).checkpoints_dir == "runs"
+    assert study_cli.parse_args(["--checkpoints", "runs"])[0].checkpoints_dir == "runs"
     assert capsys.readouterr().err == "note: --checkpoints is now spelled --checkpoints-dir\n"
     assert study_cli.main(["--device", "tpu", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == "error: --device tpu: expected auto, cpu, cuda or cuda:N\n"
@@ -335,7 +372,7 @@ def test_former_checkpoints_spelling_and_device_names(tmp_path, capsys):
 
 
 @pytest.mark.e2e
-def test_a_truncated_run_stops_the_study_with_one_line(synthetic_root, tmp_path):
+def test_a_truncated_run_stops_the_study_with_one_line(synthetic_root, tiny_segmenters, tmp_path):
     """A run whose latest.pt was cut short: the study says so in one line naming the file, exit 2, and
     starts no run."""
     runs = tmp_path / "runs"
@@ -344,7 +381,7 @@ def test_a_truncated_run_stops_the_study_with_one_line(synthetic_root, tmp_path)
     (run / "latest.pt").write_bytes(b"PK\x03\x04 cut short")
     result = subprocess.run([sys.executable, "-m", "experiments.study", *QUICK, "--arms", "adam", "tradam", "--jobs", "1",
                              "--dataroot", str(synthetic_root), "--checkpoints-dir", str(runs),
-                             "--out", str(tmp_path / "report")],
+                             "--out", str(tmp_path / "report"), "--segmenter-dir", str(tiny_segmenters)],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
