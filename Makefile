@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv study scorers verify-dpc
+.PHONY: demo test test-slow venv study scorers verify-dpc
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ verify-dpc: $(VENV)/.installed $(VERIFY_DPC_VENV)/.installed
 	$(VERIFY_DPC_VENV)/bin/python tools/verify_dpc.py --project-python $(PY) \
 	  $(if $(DEEPLAB_RESEARCH),--research $(DEEPLAB_RESEARCH)) $(VERIFY_DPC_ARGS)
 
+# The tests marked slow (torchrun over gloo, torch.compile, the whole pipeline and study through their commands,
+# about 3 minutes on 2 cores) run in `make test-slow`; CI runs both.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n auto --durations=15
+	$(PY) -m pytest -q -n auto -m "not slow" --durations=15
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -n auto -m slow --durations=15
 
 # Finished runs are reused; interrupted ones are resumed. The two runs train side by side (JOBS at once,
 # default: the cores; THREADS each, default 1), then evaluate.py scores them with the shipped segmenters. FID/KID

@@ -6,11 +6,13 @@ POSIX makes atomic); a failed or interrupted write removes its temporary file an
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -57,6 +59,30 @@ def remove_stale_temporaries(path: Path) -> None:
         found = pattern.match(stale.name)
         if found and not process_alive(int(found.group(1))):
             stale.unlink(missing_ok=True)
+
+
+class ExclusiveLock:
+    """An exclusive lock on the file ``path`` (created if missing), taken at construction and held until
+    :meth:`release`; the kernel releases it however the process ends, so a killed holder leaves no lock.
+    When another process holds it, raises ``busy(holder)``, holder being what that process wrote in the file
+    ("process PID on HOST")."""
+
+    def __init__(self, path: Path, busy: Callable[[str], Exception]):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise busy(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases the lock
+            self._fd = None
 
 
 def process_alive(pid: int) -> bool:

@@ -15,18 +15,16 @@
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import secrets
 import shutil
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from common.command_line import InputError
-from common.files import process_alive
+from common.files import ExclusiveLock, process_alive
 
 HIDDEN_KINDS = ("partial", "replaced")
 
@@ -156,30 +154,16 @@ def replace_folder(work: Path, out: Path) -> None:
         os.rename(work, out)
 
 
-class OutputLock:
+class OutputLock(ExclusiveLock):
     """One writer at a time of the output ``out``: an exclusive lock on ``.<name>.lock`` beside it, held until
     :meth:`release` (the kernel releases it however the process ends, so a killed writer leaves no lock)."""
 
     def __init__(self, out: Path, option: str):
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        path = out.parent / f".{out.name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise OutputError(f"{option} {out}: being written by {holder}; one command at a time writes an output "
-                              f"(wait for it to end, or choose another {option})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(out.parent / f".{out.name}.lock", lambda holder: OutputError(
+            f"{option} {out}: being written by {holder}; one command at a time writes an output "
+            f"(wait for it to end, or choose another {option})"))
 
 
 @contextmanager

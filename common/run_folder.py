@@ -27,15 +27,14 @@ the hidden folders are made beside its target and the link stays.
 """
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 import os
 import secrets
 import shutil
-import socket
 from pathlib import Path
 
 from common.command_line import InputError
+from common.files import ExclusiveLock
 
 LOCK_FILE = ".lock"
 # Temporary files of an abandoned atomic write (common.files.write_atomic): ``.<name>.<random>.tmp``.
@@ -63,31 +62,16 @@ def _never_saved(folder: Path) -> bool:
         for entry in folder.iterdir())
 
 
-class RunLock:
+class RunLock(ExclusiveLock):
     """An exclusive lock on a run folder (``<folder>/.lock``), taken at construction."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        path = self.folder / LOCK_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            super().__init__(self.folder / LOCK_FILE, lambda holder: RunFolderError(
+                f"{self.folder}: in use by {holder}; one process at a time writes a run (wait for it to end or stop it)"))
         except OSError as error:
             raise RunFolderError(f"{self.folder}: cannot write in the run folder ({error.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise RunFolderError(f"{self.folder}: in use by {holder}; one process at a time writes a run "
-                                 f"(wait for it to end or stop it)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the file releases the lock
-            self._fd = None
 
     @staticmethod
     def is_held(folder: Path) -> bool:

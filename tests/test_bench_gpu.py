@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import gpu  # noqa: E402
@@ -45,6 +47,7 @@ def test_cpu_run_prints_every_table(capsys):
     assert "torchrun" not in out  # no second GPU, no --processes: no torchrun run
 
 
+@pytest.mark.slow
 def test_torchrun_rows_time_train_py_and_count_its_collectives():
     """The torchrun measurement on the CPU over gloo: train.py at 1 and 2 processes; between log steps
     train.py issues no collective (before, every step had its stop all-reduce and G's buffer broadcast)."""

@@ -17,6 +17,7 @@ def run(*args, cwd):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_pipeline_from_data_to_tables(tmp_path):
     data = tmp_path / "data"
     out = run("-m", "data.synthetic", "--out", str(data), "--train-frames", "6", "--val-frames", "4", "--size", "64",

@@ -609,23 +609,22 @@ def test_a_full_size_label_map_of_the_wrong_kind_is_refused_before_generating(ev
 
 
 # ---------------------------------------------------------------------------------------- nothing lost, nothing wrong
-def test_an_existing_out_is_replaced_only_with_overwrite_whole_and_by_one_writer_at_a_time(evaluated, tmp_path):
+def test_an_existing_out_is_replaced_only_with_overwrite_whole_and_by_one_writer_at_a_time(evaluated, tmp_path, capsys):
     from common.outputs import OutputLock
     checkpoints, out = evaluated["checkpoints"], tmp_path / "R"
-    args = ["--checkpoints-dir", checkpoints, "--segmenters", "fcn8s", "--device", "cpu", "--out", out]
-    assert _evaluate_cli(*args, "--runs", "adam_seed0").returncode == 0
-    again = _evaluate_cli(*args, "--runs", "tradam_seed0")
-    assert again.returncode == 2 and again.stderr == (f"error: --out {out}: holds an earlier output; pass --overwrite "
-                                                      f"to replace it (once the new one is complete) or choose another "
-                                                      f"--out\n")
+    args = ["--checkpoints-dir", str(checkpoints), "--segmenters", "fcn8s", "--device", "cpu", "--out", str(out)]
+    assert evaluate.main([*args, "--runs", "adam_seed0"]) == 0
+    capsys.readouterr()
+    assert evaluate.main([*args, "--runs", "tradam_seed0"]) == 2
+    assert capsys.readouterr().err == (f"error: --out {out}: holds an earlier output; pass --overwrite to replace it "
+                                       f"(once the new one is complete) or choose another --out\n")
     assert (out / "adam_seed0" / "images").is_dir()  # untouched
-    replaced = _evaluate_cli(*args, "--runs", "tradam_seed0", "--overwrite")
-    assert replaced.returncode == 0, replaced.stderr
+    assert evaluate.main([*args, "--runs", "tradam_seed0", "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["tradam_seed0"]  # nothing stale beside it
     with open(out / "results.csv") as file:
         assert {row["image_set"] for row in csv.DictReader(file)} == {"tradam_seed0", "real photos"}
     assert not list(tmp_path.glob(".R.partial-*")) and not list(tmp_path.glob(".R.replaced-*"))
-    lock = OutputLock(out, "--out")  # another evaluation writing R: a second one is refused at once
+    lock = OutputLock(out, "--out")  # another evaluation writing R (another process): a second one is refused at once
     try:
         busy = _evaluate_cli(*args, "--runs", "adam_seed0", "--overwrite")
     finally:

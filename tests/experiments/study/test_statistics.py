@@ -152,11 +152,11 @@ def test_holm_keeps_the_family_wise_rate_on_simulated_null_families():
     assert np.mean([any(decisions(1.0, family)["significant"]) for family in p_flip]) <= 0.05
 
 
-def test_the_committed_study_recomputed_from_its_run_records():
-    """docs/study (8 seeds, 5 arms): every paired difference and decision of study.json recomputed here from
-    the per-run records in docs/study/runs, with the sign-flip p counted by hand for the primary one."""
-    report = json.loads((REPO / "docs" / "study" / "study.json").read_text())
-    records = {path.stem: json.loads(path.read_text()) for path in (REPO / "docs" / "study" / "runs").glob("*.json")}
+def test_the_committed_pilot_recomputed_from_its_run_records():
+    """docs/study/pilot (the former study: 8 seeds, 5 arms): every paired difference and decision of its
+    study.json recomputed here from its per-run records, with the sign-flip p counted by hand for the primary one."""
+    report = json.loads((REPO / "docs" / "study" / "pilot" / "study.json").read_text())
+    records = {path.stem: json.loads(path.read_text()) for path in (REPO / "docs" / "study" / "pilot" / "runs").glob("*.json")}
     arms = [a["name"] for a in report["arms"]]
     seeds = report["seeds"]
     assert seeds == list(range(8)) and len(records) == len(arms) * len(seeds) == 40

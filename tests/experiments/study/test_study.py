@@ -18,12 +18,10 @@ import experiments.study.analysis as study_analysis
 import experiments.study.cli as study_cli
 import experiments.study.design as study_design
 import experiments.study.jobs as study_jobs
-import experiments.study.report as study_report
 import experiments.study.runs as study_runs
 import train
 from common.checkpoint import load_checkpoint
 from eval.config import parse_config
-from eval.segmenters.registry import REGISTRY
 from experiments.study.statistics import holm
 
 REPO = Path(__file__).resolve().parents[3]
@@ -177,6 +175,7 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_quick_study_through_the_command(synthetic_root, tiny_segmenters, tmp_path, capsys, restore_threads):
     """The real command, 2 jobs at once: SIGTERM while two trainings run stops them (each saves) and the
