@@ -18,12 +18,13 @@ from experiments.scorers import DEMO_SEGMENTERS
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "checkpoints" / "segmenters" / "demo"
 MAX_BYTES = 30_000_000  # both files together
-# The recorded scores were computed on one CPU type (AMD EPYC, AVX-512) with one thread. Another CPU type
-# runs other oneDNN kernels, which sum in another order and can flip the argmax of a pixel whose two best
-# classes tie within float32 rounding: about 5 pixels of the 204,800 scored per 0.0001 of per-pixel accuracy,
-# more for the class means over rare classes. Measured here (docs/segmenters.md): 1, 2 and 4 threads give the
-# same scores exactly. 0.002 is room for other kernels and still 4 times below the smallest margin between
-# the real photos and the demo's generators (+0.008).
+# The recorded scores were computed on one CPU type with one thread (the metadata names it). Another CPU
+# type runs other oneDNN kernels, which sum in another order and could flip the argmax of a pixel whose two
+# best classes tie within float32 rounding: about 5 pixels of the 204,800 scored per 0.0001 of per-pixel
+# accuracy, more for the class means over rare classes. Measured (docs/segmenters.md): files trained on an
+# AMD EPYC score exactly their recorded row on an Intel Xeon, and 1, 2 and 4 threads give the same scores.
+# 0.002 is room for kernels not yet seen and still 4 times below the smallest margin between the real
+# photos and the demo's generators.
 TOLERANCE = 0.002
 CPU = torch.device("cpu")
 
