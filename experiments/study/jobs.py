@@ -72,10 +72,12 @@ def study_scorers(config: StudyConfig) -> list[str]:
 
 def train_jobs(config: StudyConfig, arms: list[Arm], records: StoredRecords | None = None
                ) -> tuple[list[Job], dict[str, list[str]]]:
-    """A job per run (train, resume, or nothing for a finished run or a reusable record) and each run's options."""
+    """A job per run (train, resume, or nothing for a finished run or a reusable record) and each run's options,
+    seed by seed (a seed's arms one after another: a study stopped part way has whole seeds, and a study made
+    in segments on several machines has a seed's arms on one machine but where a segment ends)."""
     jobs, commands = [], {}
-    for arm in arms:
-        for seed in config.seeds:
+    for seed in config.seeds:
+        for arm in arms:
             name = run_name(arm, seed)
             run = train_options(config, arm, seed)
             commands[name] = run
@@ -153,8 +155,8 @@ def command_lines(config: StudyConfig, arms: list[Arm]) -> list[str]:
     run's scorings after its training), for a scheduler of the user's own; then ``python -m experiments.study``
     with the same options collects the records and writes the report."""
     lines = []
-    for arm in arms:
-        for seed in config.seeds:
+    for seed in config.seeds:
+        for arm in arms:
             name = run_name(arm, seed)
             run_dir = Path(config.checkpoints_dir) / name
             final, curve = result_folders(config, name)

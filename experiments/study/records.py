@@ -9,7 +9,7 @@ fresh clone of the same code.
 A record is reused only where it would come out the same, bit for bit:
 
 * its **key** matches this call's: the run's train.py options (but the folder they write to), the device
-  and CPU type, the torch version, the record format and a SHA-256 of the code that trains and scores
+  type (cpu, cuda), the torch version, the record format and a SHA-256 of the code that trains and scores
   (:func:`code_sha256`: the syntax trees of the modules train.py and evaluate.py import, without their
   docstrings, so a change of words keeps the records and a change of code makes them stale);
 * its **scorers** match this call's: the SHA-256 of each scorer's weights (:func:`weights_sha256`; a
@@ -17,6 +17,12 @@ A record is reused only where it would come out the same, bit for bit:
   scorers.
 
 A stale record is never read: its run is trained and scored again, and the record rewritten.
+
+The CPU or GPU model of the machine that writes a record (for the study's own runs, the one that trained and
+scored them) is kept beside the key (``recorded_on``), not in it: on one model a rerun gives the same
+numbers bit for bit, another model's kernels can change their last digits (a run's noise, not its design),
+so a study made in segments on several machine types reuses each one's records and its report names the
+models.
 """
 from __future__ import annotations
 
@@ -28,11 +34,10 @@ from pathlib import Path
 import torch
 
 from common.checkpoint import weights_sha256
-from common.device import device_name
 from common.files import json_ready, write_json
 from common.imports import code_digest
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -49,8 +54,8 @@ def run_key(train_options: list[str], device: torch.device, code: str, data: str
     options = list(train_options)
     if "--checkpoints-dir" in options:
         del options[options.index("--checkpoints-dir"):options.index("--checkpoints-dir") + 2]
-    return {"version": RECORD_VERSION, "train_options": options, "device": device.type,
-            "device_name": device_name(device), "torch": torch.__version__, "code_sha256": code, "data": data}
+    return {"version": RECORD_VERSION, "train_options": options, "device": device.type, "torch": torch.__version__,
+            "code_sha256": code, "data": data}
 
 
 def record_path(folder: Path, name: str) -> Path:

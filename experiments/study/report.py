@@ -12,6 +12,7 @@ import math
 import re
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def deviations(plan: dict | None, config: StudyConfig, by_run: dict) -> list[str
 
 
 # ------------------------------------------------------------------------------------------------ the report
+def machine_counts(by_run: dict) -> dict[str, int]:
+    """{CPU or GPU model: runs it recorded}, the most first."""
+    counts = Counter(record["recorded_on"] for record in by_run.values())
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def report_of(config: StudyConfig, arms: list[Arm], by_run: dict, commands: dict) -> dict:
     """Every number of the report, from the runs' records."""
     first = next(iter(by_run.values()))
@@ -85,7 +92,7 @@ def report_of(config: StudyConfig, arms: list[Arm], by_run: dict, commands: dict
             "display_names": {arch: first["scorers"][arch]["display_name"] for arch in scorers},
             "setting": {"builtin_data": config.dataroot is None, "crop_size": first["crop_size"], "netG": first["netG"],
                         "steps": first["steps"], "threads": first["threads"], "jobs": config.jobs,
-                        "cpu": first["key"]["device_name"], "dataroot": first["dataroot"]},
+                        "machines": machine_counts(by_run), "dataroot": first["dataroot"]},
             "plan": {"content": plan, "commit": commit, "deviations": deviations(plan, config, by_run)},
             "ground_truth": truth, "per_run": values, "confirmatory": confirmatory(values, config.seeds),
             "exploratory": exploratory(arms, config.seeds, values), "noise_by_k": noise_by_k(noise, arms, config.seeds),
@@ -124,8 +131,9 @@ def setting_sentence(report: dict) -> str:
             f"`{setting['netG']}`, {setting['steps']} training steps at batch size 1, {len(report['seeds'])} seeds "
             f"per arm ({report['seeds'][0]}–{report['seeds'][-1]}); scored by "
             f"{' and '.join(report['display_names'][a] for a in report['scorers'])}. Each run used "
-            f"{setting['threads']} CPU thread(s) on {setting['cpu']}: a rerun on this CPU type gives the same "
-            "numbers bit for bit; another CPU type can move them slightly (other kernels).")
+            f"{setting['threads']} CPU thread(s); the runs were made on "
+            f"{', '.join(f'{name} ({n} runs)' for name, n in setting['machines'].items())}: a rerun on the same "
+            "CPU type gives the same numbers bit for bit; another CPU type can move them slightly (other kernels).")
     if report["preset"] != "paper":
         text += (" This is a small stand-in, not the paper's experiment (Cityscapes at 256 × 256, unet_256, "
                  "200 epochs): its results say nothing directly about that setting.")

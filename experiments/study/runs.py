@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from common.checkpoint import load_checkpoint
+from common.device import device_name, resolve_device
 from common.files import shown_path
 from data.fingerprint import files_fingerprint
 from data.images import read_rgb
@@ -63,8 +64,8 @@ def make_record(config: StudyConfig, arm: Arm, seed: int, key: dict, scorer_hash
     evalset = open_eval_set(dataroot)
     steps, per_epoch = run_length(run_dir)
     run_options = json.loads((run_dir / "options.json").read_text())
-    return {"version": RECORD_VERSION, "key": key, "name": name, "arm": arm.name, "seed": seed,
-            "steps": steps, "steps_per_epoch": per_epoch, "netG": run_options["netG"],
+    return {"version": RECORD_VERSION, "key": key, "recorded_on": device_name(resolve_device(config.device)),
+            "name": name, "arm": arm.name, "seed": seed, "steps": steps, "steps_per_epoch": per_epoch, "netG": run_options["netG"],
             "crop_size": run_options["crop_size"], "threads": run_options.get("threads"),
             "dataroot": shown_path(dataroot), "finished": is_finished(latest_path(run_dir)),
             "scored_as": Path(final_generator(run_dir)).name,

@@ -203,10 +203,10 @@ def test_quick_study_through_the_command(synthetic_root, tiny_segmenters, tmp_pa
         "interrupted by SIGTERM: 12 of 12 jobs not done (those running saved and stopped); the same command resumes"]
     children = {int(p.suffix[1:]) for p in marks.glob("step2.*")}
     assert len(children) == 2 and not any(pid_alive(pid) for pid in children)  # no orphan goes on training
-    for name in ("adam_seed0", "adam_seed1"):  # the two under way saved, unfinished
+    for name in ("adam_seed0", "tradam_seed0"):  # the two under way (seed by seed) saved, unfinished
         state = load_checkpoint(runs / name / "latest.pt")
         assert not state["finished"] and state["step"] == 2  # saved right after the step under way
-    assert not (runs / "tradam_seed0").exists()
+    assert not (runs / "adam_seed1").exists()
 
     assert study_cli.main(args) == 0, capsys.readouterr().err  # the same command resumes
     check_the_report(out, runs)
@@ -328,8 +328,8 @@ def test_the_commands_it_runs_take_the_options_it_passes(tiny_segmenters, tmp_pa
                                       segmenter_dir=str(tiny_segmenters), train_args=["--preset", "demo"])
     arms = [study_design.make_arms(2e-4, 0.999)[a] for a in ("adam", "tradam")]
     trainings, commands = study_jobs.train_jobs(config, arms)
-    assert [job.name for job in trainings] == ["train adam_seed3", "train adam_seed4", "train tradam_seed3",
-                                               "train tradam_seed4"]
+    assert [job.name for job in trainings] == ["train adam_seed3", "train tradam_seed3", "train adam_seed4",
+                                               "train tradam_seed4"]  # seed by seed
     assert trainings[0].done_statuses == (0, 1)  # a run that diverges is done: it is scored as its last epoch
     run = train.parse_args(list(trainings[3].command[2:]))
     assert (run.checkpoints_dir, run.device, run.seed, run.dataroot, run.threads, run.optim, run.overwrite) == (

@@ -86,7 +86,8 @@ def test_a_run_key_ignores_the_output_folder_only():
     key = run_key(options, cpu, "c0de")
     assert key == run_key([*options[:5], "elsewhere", *options[6:]], cpu, "c0de")
     assert key["train_options"] == ["--optim", "tradam", "--seed", "3", "--threads", "1"]
-    assert key["torch"] == torch.__version__ and key["device"] == "cpu" and key["device_name"]
+    assert key["torch"] == torch.__version__ and key["device"] == "cpu"
+    assert "device_name" not in key  # the CPU model is kept beside the key (recorded_on), not in it
     assert key != run_key(options, cpu, "c0df") and key != run_key(options, cpu, "c0de", data="abc")
     assert key != run_key([*options[:3], "4", *options[4:]], cpu, "c0de")
 
@@ -131,6 +132,21 @@ def test_a_record_is_reused_only_with_the_same_key_and_the_same_scorers(tmp_path
     assert retrained.usable("adam_seed0", options) is None  # the scorer's weights differ
     assert stored.usable("adam_seed0", options) is not None  # the hash is taken once per call
     assert not matches(None, {}) and matches(record(), {"k": 1}) and not matches(record(), {"k": 2})
+
+
+def test_a_record_written_on_another_cpu_model_is_reused_and_the_report_counts_the_models(tmp_path):
+    from experiments.study.report import machine_counts
+    scorer = tmp_path / "fcn8s.pt"
+    weights = {"w": torch.arange(6.0)}
+    torch.save({"state_dict": weights, "metadata": {}}, scorer)
+    stored = StoredRecords(tmp_path / "runs", "cpu", "c0de", None, {"fcn8s": scorer})
+    options = ["--optim", "adam", "--seed", "0"]
+    write_record(stored.folder, {**record(key=stored.key(options), fcn=weights_sha256(weights)),
+                                 "recorded_on": "Some Other CPU"})
+    assert stored.usable("adam_seed0", options)["recorded_on"] == "Some Other CPU"
+    by_run = {"adam_seed0": {"recorded_on": "B"}, "tradam_seed0": {"recorded_on": "A"},
+              "adam_seed1": {"recorded_on": "B"}}
+    assert list(machine_counts(by_run).items()) == [("B", 2), ("A", 1)]
 
 
 def test_a_record_edited_by_hand_is_redone_with_one_line(tmp_path, capsys):
