@@ -32,7 +32,7 @@ def test_arms_and_seeds_are_the_plans():
     h10 = sum(1 / k for k in range(1, 11))  # 2.928968
     assert study_design.MEAN_INNER_FACTOR == pytest.approx(h10 / 10)
     assert arms["adam_matched"].options == ("--optim", "adam", "--lr", f"{2e-4 * h10 / 10:.6g}")  # 5.85794e-05
-    assert arms["tradam_adam_step"].options == ("--optim", "tradam", "--lr", f"{2e-4 * 10 / h10:.6g}")  # 0.000682821
+    assert arms["tradam_adam_step"].options == ("--optim", "tradam", "--lr", f"{2e-4 * 10 / h10:.6g}")  # 0.000682834
     assert float(arms["tradam_adam_step"].options[-1]) == pytest.approx(6.828e-4, abs=1e-7)
     assert arms["tradam_flat"].options == ("--optim", "tradam", "--no-inner-decay")
     assert arms["tradam_official"].options == ("--optim", "tradam", "--prox-mode", "reference")
