@@ -1,7 +1,8 @@
 """How noisy is one step at batch size 1? The quantity TRAlgo claims to tame, measured.
 
-At the current weights w, take the gradients g_1, ..., g_M of G's loss on M fixed training pairs, one
-pair at a time (batch size 1, as training sees them). With ḡ = (1/M)·Σ g_i:
+At the current weights w, take the gradients g_1, ..., g_M of G's loss on the run's M probe pairs (drawn
+at random from the training set by a generator of the run's seed, so every arm of a seed probes the same
+pairs), one pair at a time (batch size 1, as training sees them). With ḡ = (1/M)·Σ g_i:
 
     V   = 1/(M − 1) · Σ ‖g_i − ḡ‖²        unbiased estimate of tr Cov[g]: the expected squared distance
                                            of one sample's gradient from the full-batch gradient
