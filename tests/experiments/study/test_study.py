@@ -371,6 +371,24 @@ def test_former_checkpoints_spelling_and_device_names(tmp_path, capsys):
 
 
 @pytest.mark.e2e
+def test_a_second_study_writing_the_same_out_is_refused_at_once(synthetic_root, tiny_segmenters, tmp_path):
+    """One study at a time writes an --out (its records and report): while another holds it, a second one
+    says so in one line, exit 2, and trains nothing."""
+    from common.outputs import OutputLock
+    out, runs = tmp_path / "report", tmp_path / "runs"
+    lock = OutputLock(out, "--out")  # the first study, writing
+    try:
+        result = subprocess.run([sys.executable, "-m", "experiments.study", *QUICK, "--dataroot", str(synthetic_root),
+                                 "--checkpoints-dir", str(runs), "--out", str(out), "--segmenter-dir",
+                                 str(tiny_segmenters)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    finally:
+        lock.release()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: --out {out}: being written by process")
+    assert not runs.exists() and not (out / "runs").exists()
+
+
+@pytest.mark.e2e
 def test_a_truncated_run_stops_the_study_with_one_line(synthetic_root, tiny_segmenters, tmp_path):
     """A run whose latest.pt was cut short: the study says so in one line naming the file, exit 2, and
     starts no run."""
