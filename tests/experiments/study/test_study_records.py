@@ -4,6 +4,7 @@ import math
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from experiments.study.records import (
@@ -163,3 +164,14 @@ def test_a_record_edited_by_hand_is_redone_with_one_line(tmp_path, capsys):
     assert stored.usable("adam_seed0", options) is None and not stored.pending("adam_seed0", options)
     assert capsys.readouterr().out == (f"{path}: its numbers do not match the digest written with them (edited "
                                        f"since?); its run is trained and scored again\n")  # said once
+
+
+def test_while_the_study_is_being_made_its_committed_records_are_of_this_code():
+    """Until docs/study/study.md is written, every committed record must stay reusable: a change to the code
+    that trains and scores (not to its words) would make them stale and the study start again. Finish the
+    study, or make such a change in its own round once it is done."""
+    folder = REPO / "docs" / "study"
+    records = [json.loads(path.read_text()) for path in sorted((folder / "runs").glob("*.json"))]
+    if (folder / "study.md").is_file() or not records:
+        pytest.skip("no study under way")
+    assert {record["key"]["code_sha256"] for record in records} == {code_sha256(REPO)}
